@@ -1,0 +1,201 @@
+//! `EmberConf`: string key/value configuration with typed getters, sizes
+//! such as `2g`, and Spark's precedence (defaults file < `EMBER_*`
+//! environment < explicit settings).
+
+use crate::error::{EmberError, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Keys Ember reads, with their defaults documented at the getter.
+pub mod keys {
+    /// Master URL (`local[*]` when unset).
+    pub const MASTER: &str = "ember.master";
+    /// Attempts per task before the job fails (default 4).
+    pub const TASK_MAX_FAILURES: &str = "ember.task.maxFailures";
+    /// Folder for shuffle and spill files (default: the system temp dir).
+    pub const LOCAL_DIR: &str = "ember.local.dir";
+    /// Default number of partitions of shuffles and `parallelize`.
+    pub const DEFAULT_PARALLELISM: &str = "ember.default.parallelism";
+    /// Memory of each executor (default derived from the machine).
+    pub const EXECUTOR_MEMORY: &str = "ember.executor.memory";
+    /// Application name.
+    pub const APP_NAME: &str = "ember.app.name";
+    /// Whether the console progress bar is shown.
+    pub const PROGRESS: &str = "ember.ui.showConsoleProgress";
+}
+
+/// Configuration of one application: string keys to string values.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmberConf {
+    values: BTreeMap<String, String>,
+}
+
+impl EmberConf {
+    /// An empty configuration (every getter returns its default).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Configuration from the environment: every `EMBER_FOO_BAR=value`
+    /// variable other than the launcher's private ones becomes
+    /// `ember.foo.bar`; `EMBER_MASTER` becomes `ember.master`.
+    pub fn from_env() -> Self {
+        let mut conf = Self::new();
+        for (name, value) in std::env::vars() {
+            if let Some(rest) = name.strip_prefix("EMBER_") {
+                if rest.starts_with("EXECUTOR_SPEC") || rest.starts_with('_') {
+                    continue;
+                }
+                let key = format!("ember.{}", rest.to_ascii_lowercase().replace('_', "."));
+                conf.values.insert(key, value);
+            }
+        }
+        conf
+    }
+
+    /// Reads a Spark-style defaults file: `key value` or `key=value` per
+    /// line, `#` comments.
+    pub fn load_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|e| EmberError::io(path, "read", e))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .or_else(|| line.split_once(char::is_whitespace))
+                .ok_or_else(|| EmberError::Conf {
+                    key: format!("{}:{}", path.display(), n + 1),
+                    message: format!("expected `key value`, found {line:?}"),
+                })?;
+            self.set(key.trim(), value.trim());
+        }
+        Ok(())
+    }
+
+    /// Sets `key` to `value`, replacing any earlier value.
+    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.values.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Parses `key=value` as given on a command line (`--conf k=v`).
+    pub fn set_pair(&mut self, pair: &str) -> Result<&mut Self> {
+        let (k, v) = pair.split_once('=').ok_or_else(|| EmberError::Conf {
+            key: pair.to_string(),
+            message: "expected key=value".to_string(),
+        })?;
+        Ok(self.set(k.trim(), v.trim()))
+    }
+
+    /// Overlays `other`: its values win.
+    pub fn merge(&mut self, other: &EmberConf) {
+        for (k, v) in &other.values {
+            self.values.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// The raw value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// All settings, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// An unsigned integer setting, `default` when unset.
+    pub fn get_usize(&self, key: &str, default: usize) -> Result<usize> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| EmberError::Conf {
+                key: key.to_string(),
+                message: format!("{v:?} is not a non-negative integer"),
+            }),
+        }
+    }
+
+    /// A boolean setting (`true`/`false`), `default` when unset.
+    pub fn get_bool(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(EmberError::Conf {
+                    key: key.to_string(),
+                    message: format!("{v:?} is not true or false"),
+                }),
+            },
+        }
+    }
+
+    /// A size in bytes (`512m`, `2g`, `1024k`, plain bytes), `default`
+    /// when unset. Units are powers of 1024, as in Spark.
+    pub fn get_bytes(&self, key: &str, default: u64) -> Result<u64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => parse_bytes(v).map_err(|message| EmberError::Conf {
+                key: key.to_string(),
+                message,
+            }),
+        }
+    }
+}
+
+/// Parses a size such as `512m`, `2g`, `1.5g` or `4096` (bytes).
+pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let value: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 512m or 2g"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("{text:?} is not a non-negative size"));
+    }
+    Ok((value * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("2g"), Ok(2 << 30));
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1.5k"), Ok(1536));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-1g").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut c = EmberConf::new();
+        c.set("ember.task.maxFailures", "four");
+        let err = c.get_usize("ember.task.maxFailures", 4).unwrap_err();
+        assert!(err.to_string().contains("ember.task.maxFailures"));
+    }
+
+    #[test]
+    fn later_settings_win_when_merged() {
+        let mut a = EmberConf::new();
+        a.set("k", "1");
+        let mut b = EmberConf::new();
+        b.set("k", "2");
+        a.merge(&b);
+        assert_eq!(a.get("k"), Some("2"));
+    }
+}

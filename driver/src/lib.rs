@@ -1,0 +1,1 @@
+//! Context, DAG scheduler, task scheduler and backends; the ember command line.

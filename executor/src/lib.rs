@@ -1,0 +1,1 @@
+//! Executor runtime: runs tasks, serves shuffle blocks, talks to the driver.

@@ -1,0 +1,1 @@
+//! The Rdd abstraction: lineage, transformations, pair functions, actions.

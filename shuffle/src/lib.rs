@@ -1,0 +1,1 @@
+//! Shuffle: map-side writer, reduce-side reader, map-output tracker.

@@ -1,0 +1,1 @@
+//! Block manager: cached RDD partitions by storage level.
