@@ -1,1 +1,13 @@
-//! Shuffle: map-side writer, reduce-side reader, map-output tracker.
+//! `ember-shuffle`: moving records between stages.
+//!
+//! A map task writes one data file and one index file; the data file holds
+//! one segment per reduce partition, each segment a run of checksummed lz4
+//! chunks of MessagePack records. Reducers read their segment locally or
+//! ask the executor that wrote it. The driver's [`MapOutputTracker`] knows
+//! where every map output is.
+
+pub mod files;
+pub mod tracker;
+
+pub use files::{read_segment, segment_records, ChunkWriter, ShuffleFiles};
+pub use tracker::{MapOutputTracker, MapStatus};

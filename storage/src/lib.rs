@@ -1,1 +1,5 @@
-//! Block manager: cached RDD partitions by storage level.
+//! `ember-storage`: the block manager that keeps cached RDD partitions.
+
+pub mod block_manager;
+
+pub use block_manager::{BlockId, BlockManager, StorageLevel};

@@ -1,0 +1,85 @@
+//! Task threads over one task environment, and the stages they run.
+
+use crossbeam::channel::{unbounded, Sender};
+use ember_core::{EmberError, TaskId};
+use ember_rdd::stage::{decode_stage, DecodedStage, StageBlob};
+use ember_rdd::task::{run_task, TaskDescription, TaskMetrics, TaskResult};
+use ember_rdd::TaskEnv;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Stack size of task threads: deep lineages nest iterators.
+const TASK_STACK_BYTES: usize = 256 << 20;
+
+/// Called with each finished task's result.
+pub type ResultSink = Arc<dyn Fn(TaskId, TaskResult) + Send + Sync>;
+
+type StageEntry = std::result::Result<Arc<DecodedStage>, EmberError>;
+
+/// Runs tasks on `cores` threads.
+pub struct Executor {
+    env: Arc<TaskEnv>,
+    stages: Mutex<HashMap<u64, StageEntry>>,
+    queue: Sender<TaskDescription>,
+}
+
+impl Executor {
+    /// Starts `cores` task threads that report to `sink`.
+    pub fn start(env: Arc<TaskEnv>, cores: usize, sink: ResultSink) -> Arc<Executor> {
+        let (tx, rx) = unbounded::<TaskDescription>();
+        let exec = Arc::new(Executor { env, stages: Mutex::new(HashMap::new()), queue: tx });
+        for i in 0..cores.max(1) {
+            let rx = rx.clone();
+            let weak = Arc::downgrade(&exec);
+            let sink = sink.clone();
+            std::thread::Builder::new()
+                .name(format!("ember-task-{i}"))
+                .stack_size(TASK_STACK_BYTES)
+                .spawn(move || {
+                    while let Ok(desc) = rx.recv() {
+                        let Some(exec) = weak.upgrade() else { break };
+                        let result = exec.run(&desc);
+                        drop(exec);
+                        sink(desc.task_id, result);
+                    }
+                })
+                .expect("spawning a task thread");
+        }
+        exec
+    }
+
+    /// The executor's environment.
+    pub fn env(&self) -> &Arc<TaskEnv> {
+        &self.env
+    }
+
+    /// Decodes a stage's pipeline for the tasks that will follow.
+    pub fn add_stage(&self, blob: &StageBlob) {
+        let entry = decode_stage(blob).map(Arc::new);
+        self.stages.lock().unwrap_or_else(|p| p.into_inner()).insert(blob.id, entry);
+    }
+
+    /// Forgets a stage's pipeline.
+    pub fn forget_stage(&self, blob: u64) {
+        self.stages.lock().unwrap_or_else(|p| p.into_inner()).remove(&blob);
+    }
+
+    /// Queues a task.
+    pub fn launch(&self, desc: TaskDescription) {
+        // The receiving threads live as long as the executor.
+        let _ = self.queue.send(desc);
+    }
+
+    fn run(&self, desc: &TaskDescription) -> TaskResult {
+        let stage = self.stages.lock().unwrap_or_else(|p| p.into_inner()).get(&desc.blob).cloned();
+        match stage {
+            Some(Ok(stage)) => run_task(&stage, desc, self.env.clone()),
+            Some(Err(e)) => failed(e),
+            None => failed(EmberError::Other(format!("stage pipeline {} was never received", desc.blob))),
+        }
+    }
+}
+
+fn failed(e: EmberError) -> TaskResult {
+    TaskResult { outcome: Err(e), accum_updates: Vec::new(), metrics: TaskMetrics::default() }
+}

@@ -1,0 +1,135 @@
+//! The executor process: the driver's own binary started with the
+//! executor variables ([`env_vars`]) set. A constructor that runs before
+//! `main` notices them and runs the executor loop instead of the program,
+//! so driver programs need no special entry point.
+
+use crate::block_server::{self, TcpFetcher};
+use crate::executor::Executor;
+use crate::protocol::{env_vars, DriverMessage, ExecutorMessage};
+use crossbeam::channel::{bounded, Sender};
+use ember_core::codec::{recv, send};
+use ember_core::{BroadcastId, BuildId, EmberError, ExecutorId, Result};
+use ember_rdd::TaskEnv;
+use ember_shuffle::ShuffleFiles;
+use ember_storage::BlockManager;
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a task waits for a broadcast value from the driver.
+const BROADCAST_TIMEOUT: Duration = Duration::from_secs(300);
+
+// SAFETY (of running before main): the body only reads environment
+// variables unless they are set, and when they are, it runs the executor
+// and exits the process without returning to the program's `main`. Rust's
+// standard library is usable from ELF constructors on Linux; exercised by
+// every local-cluster test.
+#[ctor::ctor(unsafe)]
+fn divert_executor_process() {
+    if std::env::var_os(env_vars::DRIVER).is_none() {
+        return;
+    }
+    let code = match std::panic::catch_unwind(run_from_env) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            eprintln!("ember executor: {e}");
+            1
+        }
+        Err(_) => 1,
+    };
+    std::process::exit(code);
+}
+
+fn var(name: &str) -> Result<String> {
+    std::env::var(name).map_err(|_| EmberError::Conf { key: name.into(), message: "not set".into() })
+}
+
+/// Runs the executor described by the environment until the driver
+/// disconnects or says to stop.
+pub fn run_from_env() -> Result<()> {
+    let driver = var(env_vars::DRIVER)?;
+    let id = ExecutorId(var(env_vars::ID)?);
+    let cores: usize = var(env_vars::CORES)?.parse().map_err(|_| EmberError::Conf {
+        key: env_vars::CORES.into(),
+        message: "not a number".into(),
+    })?;
+    let dir = PathBuf::from(var(env_vars::DIR)?);
+    let result = run(&driver, id, cores, dir.clone());
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run(driver: &str, id: ExecutorId, cores: usize, dir: PathBuf) -> Result<()> {
+    let files = ShuffleFiles::new(&dir);
+    let block_address = block_server::start(files.clone(), "127.0.0.1")?;
+    let mut reader = TcpStream::connect(driver).map_err(|e| EmberError::Network(format!("connect to driver {driver}: {e}")))?;
+    let _ = reader.set_nodelay(true);
+    let writer = Arc::new(Mutex::new(reader.try_clone().map_err(|e| EmberError::Network(e.to_string()))?));
+    let send_msg = {
+        let writer = writer.clone();
+        move |msg: &ExecutorMessage| -> Result<()> { send(&mut *writer.lock().unwrap_or_else(|p| p.into_inner()), msg) }
+    };
+    send_msg(&ExecutorMessage::Register {
+        id: id.clone(),
+        build: BuildId::current().clone(),
+        cores,
+        block_address: block_address.clone(),
+        pid: std::process::id(),
+    })?;
+    match recv::<DriverMessage>(&mut reader, "registration reply")? {
+        Some(DriverMessage::Registered) => {}
+        Some(DriverMessage::Refused(e)) => return Err(e),
+        other => return Err(EmberError::Network(format!("unexpected registration reply {other:?}"))),
+    }
+
+    let waiting: Arc<Mutex<HashMap<BroadcastId, Vec<Sender<Result<Vec<u8>>>>>>> = Arc::default();
+    {
+        let waiting = waiting.clone();
+        let send_msg = send_msg.clone();
+        ember_rdd::broadcast::set_source(move |bid| {
+            let (tx, rx) = bounded(1);
+            waiting.lock().unwrap_or_else(|p| p.into_inner()).entry(bid).or_default().push(tx);
+            send_msg(&ExecutorMessage::GetBroadcast(bid))?;
+            rx.recv_timeout(BROADCAST_TIMEOUT)
+                .map_err(|_| EmberError::Network(format!("{bid}: no answer from the driver")))?
+        });
+    }
+
+    let env = Arc::new(TaskEnv {
+        executor_id: id,
+        blocks: BlockManager::new(),
+        shuffle_files: files.clone(),
+        block_address: Some(block_address),
+        fetcher: Some(Arc::new(TcpFetcher::new())),
+    });
+    let sink = {
+        let send_msg = send_msg.clone();
+        Arc::new(move |task, result| {
+            // A lost driver ends the process through the reader below.
+            let _ = send_msg(&ExecutorMessage::Status(task, result));
+        })
+    };
+    let executor = Executor::start(env.clone(), cores, sink);
+    while let Some(msg) = recv::<DriverMessage>(&mut reader, "driver message")? {
+        match msg {
+            DriverMessage::Stage(blob) => executor.add_stage(&blob),
+            DriverMessage::Launch(desc) => executor.launch(desc),
+            DriverMessage::ForgetStage(blob) => executor.forget_stage(blob),
+            DriverMessage::RemoveRdd(rdd) => {
+                env.blocks.remove_rdd(rdd);
+            }
+            DriverMessage::RemoveShuffle(s) => files.remove_shuffle(s),
+            DriverMessage::Broadcast(bid, bytes) => {
+                let senders = waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&bid).unwrap_or_default();
+                for s in senders {
+                    let _ = s.send(bytes.clone().map(|b| b.into_vec()));
+                }
+            }
+            DriverMessage::Shutdown => break,
+            DriverMessage::Registered | DriverMessage::Refused(_) => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Lineage nodes: the type-erased view the scheduler walks ([`RddNode`]),
+//! the typed view tasks compute from ([`Compute`]), and how one node is
+//! shipped and rebuilt ([`Shippable`]).
+
+use crate::shuffled::ShuffleDep;
+use crate::task::TaskContext;
+use ember_core::codec;
+use ember_core::ship::FnOffset;
+use ember_core::{Data, EmberError, RddId, Result};
+use ember_storage::{BlockId, StorageLevel};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
+/// An iterator over one partition's records.
+pub type BoxIter<T> = Box<dyn Iterator<Item = T>>;
+
+/// A node rebuilt on the executor: `Arc<dyn Compute<T>>` for an RDD,
+/// `Arc<dyn TaskRoot>` for a stage's root, boxed as `Any`.
+pub type Decoded = Box<dyn Any + Send + Sync>;
+
+/// Signature of every node decoder: own bytes and rebuilt parents in.
+pub type DecodeFn = fn(&[u8], &[&Decoded]) -> Result<Decoded>;
+
+/// One node ready to travel: its decoder and its own state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShippedBody {
+    /// Where the decoder is in the binary.
+    pub decoder: FnOffset<DecodeFn>,
+    /// The node's own state, MessagePack.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// What every RDD node has: its id, partition count and storage level.
+#[derive(Debug)]
+pub struct NodeCore {
+    /// The RDD's id (parents have smaller ids).
+    pub id: RddId,
+    /// How many partitions it has.
+    pub partitions: usize,
+    storage: Mutex<Option<StorageLevel>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CoreHeader {
+    id: RddId,
+    partitions: usize,
+    storage: Option<StorageLevel>,
+}
+
+impl NodeCore {
+    /// A core for a new RDD.
+    pub fn new(id: RddId, partitions: usize) -> Self {
+        NodeCore { id, partitions, storage: Mutex::new(None) }
+    }
+
+    /// The storage level set by `persist`, if any.
+    pub fn storage_level(&self) -> Option<StorageLevel> {
+        *self.storage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets or clears the storage level.
+    pub fn set_storage_level(&self, level: Option<StorageLevel>) {
+        *self.storage.lock().unwrap_or_else(|p| p.into_inner()) = level;
+    }
+
+    fn header(&self) -> CoreHeader {
+        CoreHeader { id: self.id, partitions: self.partitions, storage: self.storage_level() }
+    }
+
+    fn from_header(h: CoreHeader) -> Self {
+        NodeCore { id: h.id, partitions: h.partitions, storage: Mutex::new(h.storage) }
+    }
+}
+
+/// How a node depends on a parent.
+#[derive(Clone)]
+pub enum Dependency {
+    /// Each partition needs a few parent partitions, computed in the same
+    /// task.
+    Narrow(Arc<dyn RddNode>),
+    /// Each partition needs every parent partition, through a shuffle.
+    Shuffle(Arc<dyn ShuffleDep>),
+}
+
+/// The type-erased face of an RDD: what the scheduler needs.
+pub trait RddNode: Send + Sync + 'static {
+    /// Id, partition count and storage level.
+    fn core(&self) -> &NodeCore;
+    /// Parents and how they are depended on.
+    fn dependencies(&self) -> Vec<Dependency>;
+    /// This node's own state and decoder, without its parents.
+    fn ship(&self) -> Result<ShippedBody>;
+    /// A short name for logs and the UI (`map`, `shuffled`, ...).
+    fn name(&self) -> &'static str;
+}
+
+/// The typed face of an RDD: computing one partition.
+pub trait Compute<T>: RddNode {
+    /// The records of partition `part`, ignoring any cached copy (callers
+    /// use [`iterator`], which consults the cache).
+    fn compute(&self, part: usize, tc: &TaskContext) -> Result<BoxIter<T>>;
+    /// This node as its type-erased face.
+    fn as_node(self: Arc<Self>) -> Arc<dyn RddNode>;
+}
+
+/// The records of partition `part` of `node`, from the executor's block
+/// manager when the RDD is persisted and the block is there, computing
+/// (and storing) it otherwise.
+pub fn iterator<T: Data>(node: &Arc<dyn Compute<T>>, part: usize, tc: &TaskContext) -> Result<BoxIter<T>> {
+    let core = node.core();
+    if core.storage_level().is_none() {
+        return node.compute(part, tc);
+    }
+    let id = BlockId::Rdd { rdd: core.id, partition: part };
+    if let Some(block) = tc.env.blocks.get(&id) {
+        if let Ok(records) = block.downcast::<Vec<T>>() {
+            return Ok(Box::new(SharedIter { records, next: 0 }));
+        }
+    }
+    let records: Arc<Vec<T>> = Arc::new(node.compute(part, tc)?.collect());
+    tc.env.blocks.put(id, records.clone());
+    Ok(Box::new(SharedIter { records, next: 0 }))
+}
+
+/// Iterates a cached partition, cloning records out of the shared block.
+struct SharedIter<T> {
+    records: Arc<Vec<T>>,
+    next: usize,
+}
+
+impl<T: Clone> Iterator for SharedIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        let r = self.records.get(self.next)?.clone();
+        self.next += 1;
+        Some(r)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.records.len() - self.next;
+        (n, Some(n))
+    }
+}
+
+/// A node type that can be shipped: its serializable state is a `Body`,
+/// and it can be rebuilt from a body and its decoded parents.
+pub trait Shippable: Sized + Send + Sync + 'static {
+    /// The node's own state.
+    type Body: Serialize + DeserializeOwned;
+    /// Its core.
+    fn node_core(&self) -> &NodeCore;
+    /// Its own state.
+    fn body(&self) -> &Self::Body;
+    /// Rebuilds the node on the executor.
+    fn rebuild(core: NodeCore, body: Self::Body, parents: &[&Decoded]) -> Result<Self>;
+    /// Boxes the rebuilt node as the trait object its children expect.
+    fn erase(self) -> Decoded;
+}
+
+/// Ships a [`Shippable`] node: header, body and decoder offset.
+pub fn ship_node<N: Shippable>(node: &N) -> Result<ShippedBody> {
+    let bytes = codec::encode(&(node.node_core().header(), node.body()))?;
+    Ok(ShippedBody { decoder: FnOffset::of(decode_node::<N> as DecodeFn), bytes })
+}
+
+fn decode_node<N: Shippable>(bytes: &[u8], parents: &[&Decoded]) -> Result<Decoded> {
+    let (header, body): (CoreHeader, N::Body) = codec::decode(bytes, std::any::type_name::<N>())?;
+    Ok(N::rebuild(NodeCore::from_header(header), body, parents)?.erase())
+}
+
+/// The decoded parent `i` as a typed RDD.
+pub fn parent<T: Data>(parents: &[&Decoded], i: usize) -> Result<Arc<dyn Compute<T>>> {
+    parents
+        .get(i)
+        .and_then(|p| p.downcast_ref::<Arc<dyn Compute<T>>>())
+        .cloned()
+        .ok_or_else(|| {
+            EmberError::codec(
+                "stage",
+                format!("parent {i} is not an RDD of {}", std::any::type_name::<T>()),
+            )
+        })
+}
+
+/// Erases a typed RDD node for its children.
+pub fn erase_rdd<T: Data, N: Compute<T>>(node: N) -> Decoded {
+    let arc: Arc<dyn Compute<T>> = Arc::new(node);
+    Box::new(arc)
+}

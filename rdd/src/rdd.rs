@@ -1,0 +1,463 @@
+//! [`Rdd<T>`]: the user's handle on a dataset, with its transformations
+//! and actions. Transformations only build lineage; actions run jobs.
+//!
+//! User functions must not capture variables (see `ember_core::ship`):
+//! values they need go in through the `*_with(env, ..)` variants, which
+//! ship `env` to the executors, or through broadcast variables.
+
+use crate::node::{BoxIter, Compute, NodeCore, RddNode};
+use crate::runner::JobRunner;
+use crate::shuffled::{Key, ResultRoot};
+use crate::transforms::{CoalesceNode, Env, MapPartitionsNode, PartitionFn, UnionNode};
+use crate::task::{throw, TaskContext};
+use ember_core::{codec, Data, EmberError, RddId, Result};
+use ember_storage::StorageLevel;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A lazy, partitioned, typed dataset.
+pub struct Rdd<T> {
+    pub(crate) node: Arc<dyn Compute<T>>,
+    pub(crate) runner: Arc<dyn JobRunner>,
+}
+
+impl<T> Clone for Rdd<T> {
+    fn clone(&self) -> Self {
+        Rdd { node: self.node.clone(), runner: self.runner.clone() }
+    }
+}
+
+/// Bound of user functions: no captures (zero-sized), callable from any
+/// thread.
+pub trait UserFn: Copy + Send + Sync + 'static {}
+impl<F: Copy + Send + Sync + 'static> UserFn for F {}
+
+impl<T: Data> Rdd<T> {
+    /// Wraps a lineage node.
+    pub fn from_node(runner: Arc<dyn JobRunner>, node: Arc<dyn Compute<T>>) -> Self {
+        Rdd { node, runner }
+    }
+
+    /// This RDD's id.
+    pub fn id(&self) -> RddId {
+        self.node.core().id
+    }
+
+    /// Number of partitions.
+    pub fn num_partitions(&self) -> usize {
+        self.node.core().partitions
+    }
+
+    /// The lineage node (for the scheduler and tests).
+    pub fn node(&self) -> Arc<dyn RddNode> {
+        self.node.clone().as_node()
+    }
+
+    /// The typed lineage node.
+    pub fn compute_node(&self) -> Arc<dyn Compute<T>> {
+        self.node.clone()
+    }
+
+    /// The job runner (driver context) of this RDD.
+    pub fn runner(&self) -> &Arc<dyn JobRunner> {
+        &self.runner
+    }
+
+    pub(crate) fn core(&self, partitions: usize) -> NodeCore {
+        NodeCore::new(self.runner.new_rdd_id(), partitions)
+    }
+
+    pub(crate) fn wrap<U: Data>(&self, node: Arc<dyn Compute<U>>) -> Rdd<U> {
+        Rdd { node, runner: self.runner.clone() }
+    }
+
+    fn derive<U: Data, E: Env, F: PartitionFn<E, T, U>>(&self, name: &'static str, env: E, f: F) -> Rdd<U> {
+        let node = MapPartitionsNode::new(self.core(self.num_partitions()), self.node.clone(), env, f, name);
+        self.wrap(Arc::new(node))
+    }
+
+    // ---- narrow transformations ----
+
+    /// The primitive behind every per-partition transformation:
+    /// `f(env, partition index, records)`.
+    pub fn map_partitions_with_env<U: Data, E: Env, F: PartitionFn<E, T, U>>(&self, env: E, f: F) -> Rdd<U> {
+        self.derive("map_partitions", env, f)
+    }
+
+    /// `f` applied to every record.
+    pub fn map<U: Data, F: Fn(T) -> U + UserFn>(&self, f: F) -> Rdd<U> {
+        self.derive("map", (), move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<U> { Box::new(it.map(f)) })
+    }
+
+    /// `f(env, record)` for every record; `env` is shipped with the task.
+    pub fn map_with<U: Data, E: Env, F: Fn(&E, T) -> U + UserFn>(&self, env: E, f: F) -> Rdd<U> {
+        self.derive("map", env, move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<U> {
+            let env = env.clone();
+            Box::new(it.map(move |x| f(&env, x)))
+        })
+    }
+
+    /// Records for which `f` is true.
+    pub fn filter<F: Fn(&T) -> bool + UserFn>(&self, f: F) -> Rdd<T> {
+        self.derive("filter", (), move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<T> { Box::new(it.filter(f)) })
+    }
+
+    /// Records for which `f(env, record)` is true.
+    pub fn filter_with<E: Env, F: Fn(&E, &T) -> bool + UserFn>(&self, env: E, f: F) -> Rdd<T> {
+        self.derive("filter", env, move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<T> {
+            let env = env.clone();
+            Box::new(it.filter(move |x| f(&env, x)))
+        })
+    }
+
+    /// Every record of `f(record)`, flattened.
+    pub fn flat_map<U: Data, I, F>(&self, f: F) -> Rdd<U>
+    where
+        I: IntoIterator<Item = U> + 'static,
+        I::IntoIter: 'static,
+        F: Fn(T) -> I + UserFn,
+    {
+        self.derive("flat_map", (), move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<U> { Box::new(it.flat_map(f)) })
+    }
+
+    /// Every record of `f(env, record)`, flattened.
+    pub fn flat_map_with<U: Data, E: Env, I, F>(&self, env: E, f: F) -> Rdd<U>
+    where
+        I: IntoIterator<Item = U> + 'static,
+        I::IntoIter: 'static,
+        F: Fn(&E, T) -> I + UserFn,
+    {
+        self.derive("flat_map", env, move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<U> {
+            let env = env.clone();
+            Box::new(it.flat_map(move |x| f(&env, x)))
+        })
+    }
+
+    /// `f` applied to each whole partition.
+    pub fn map_partitions<U: Data, I, F>(&self, f: F) -> Rdd<U>
+    where
+        I: IntoIterator<Item = U> + 'static,
+        I::IntoIter: 'static,
+        F: Fn(BoxIter<T>) -> I + UserFn,
+    {
+        self.derive("map_partitions", (), move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<U> {
+            Box::new(f(it).into_iter())
+        })
+    }
+
+    /// `f(partition index, records)` for each partition.
+    pub fn map_partitions_with_index<U: Data, I, F>(&self, f: F) -> Rdd<U>
+    where
+        I: IntoIterator<Item = U> + 'static,
+        I::IntoIter: 'static,
+        F: Fn(usize, BoxIter<T>) -> I + UserFn,
+    {
+        self.derive("map_partitions_with_index", (), move |_: &Arc<()>, p: usize, it: BoxIter<T>| -> BoxIter<U> {
+            Box::new(f(p, it).into_iter())
+        })
+    }
+
+    /// `(f(record), record)` pairs.
+    pub fn key_by<K: Data, F: Fn(&T) -> K + UserFn>(&self, f: F) -> Rdd<(K, T)> {
+        self.derive("key_by", (), move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<(K, T)> {
+            Box::new(it.map(move |x| (f(&x), x)))
+        })
+    }
+
+    /// Each partition as one vector.
+    pub fn glom(&self) -> Rdd<Vec<T>> {
+        self.derive("glom", (), |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<Vec<T>> {
+            Box::new(std::iter::once(it.collect()))
+        })
+    }
+
+    /// A random sample: each record kept with probability `fraction`
+    /// (without replacement) or repeated a Poisson(`fraction`) number of
+    /// times (with replacement); the same seed gives the same sample.
+    pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> Rdd<T> {
+        self.derive("sample", (with_replacement, fraction, seed), |env: &Arc<(bool, f64, u64)>, p: usize, it: BoxIter<T>| -> BoxIter<T> {
+            let (with_replacement, fraction, seed) = **env;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (p as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            if with_replacement {
+                Box::new(it.flat_map(move |x| {
+                    let n = poisson(&mut rng, fraction);
+                    std::iter::repeat_n(x, n)
+                }))
+            } else {
+                Box::new(it.filter(move |_| rng.gen::<f64>() < fraction))
+            }
+        })
+    }
+
+    /// Each record with its global index (partition order, then position).
+    /// Runs a job to count the partitions first, as Spark does.
+    pub fn zip_with_index(&self) -> Result<Rdd<(T, u64)>> {
+        let counts = self.map_partitions(|it: BoxIter<T>| std::iter::once(it.count() as u64)).collect()?;
+        let mut offsets = Vec::with_capacity(counts.len());
+        let mut acc = 0u64;
+        for c in counts {
+            offsets.push(acc);
+            acc += c;
+        }
+        Ok(self.derive("zip_with_index", offsets, |off: &Arc<Vec<u64>>, p: usize, it: BoxIter<T>| -> BoxIter<(T, u64)> {
+            let start = off.get(p).copied().unwrap_or(0);
+            Box::new(it.enumerate().map(move |(i, x)| (x, start + i as u64)))
+        }))
+    }
+
+    /// This RDD's partitions followed by `other`'s.
+    pub fn union(&self, other: &Rdd<T>) -> Rdd<T> {
+        let node = UnionNode::new(self.runner.new_rdd_id(), vec![self.node.clone(), other.node.clone()]);
+        self.wrap(Arc::new(node))
+    }
+
+    /// At most `partitions` partitions, merging neighbours without a
+    /// shuffle.
+    pub fn coalesce(&self, partitions: usize) -> Rdd<T> {
+        let node = CoalesceNode::new(self.runner.new_rdd_id(), self.node.clone(), partitions);
+        self.wrap(Arc::new(node))
+    }
+
+    /// Exactly `partitions` partitions, balanced by a shuffle.
+    pub fn repartition(&self, partitions: usize) -> Rdd<T> {
+        self.map_partitions_with_index(|p: usize, it: BoxIter<T>| {
+            // Start each partition at a different target, as Spark does.
+            it.enumerate().map(move |(i, x)| ((p + i) as u64, x))
+        })
+        .partition_by(ember_core::Partitioner::Hash(partitions.max(1)))
+        .values()
+    }
+
+    /// Distinct records.
+    pub fn distinct(&self) -> Rdd<T>
+    where
+        T: Key,
+    {
+        self.map(|x: T| (x, ())).reduce_by_key(|(), ()| ()).keys()
+    }
+
+    /// Records grouped by `f(record)`.
+    pub fn group_by<K: Key, F: Fn(&T) -> K + UserFn>(&self, f: F) -> Rdd<(K, Vec<T>)> {
+        self.key_by(f).group_by_key()
+    }
+
+    /// Records sorted by `f(record)`.
+    pub fn sort_by<K: Key, F: Fn(&T) -> K + UserFn>(&self, f: F, ascending: bool, partitions: usize) -> Result<Rdd<T>> {
+        Ok(self.key_by(f).sort_by_key(ascending, partitions)?.values())
+    }
+
+    // ---- persistence ----
+
+    /// Keeps computed partitions at `level` on the executors that compute
+    /// them; later jobs read them instead of recomputing.
+    pub fn persist(&self, level: StorageLevel) -> Rdd<T> {
+        self.node.core().set_storage_level(Some(level));
+        self.clone()
+    }
+
+    /// `persist(MemoryOnly)`.
+    pub fn cache(&self) -> Rdd<T> {
+        self.persist(StorageLevel::MemoryOnly)
+    }
+
+    /// Drops cached partitions and stops caching.
+    pub fn unpersist(&self) -> Rdd<T> {
+        self.node.core().set_storage_level(None);
+        self.runner.unpersist(self.id());
+        self.clone()
+    }
+
+    // ---- actions ----
+
+    /// Runs `f(env, task, records)` on the given partitions and returns
+    /// their results in order: the primitive behind every action.
+    pub fn run_job<R: Data, E: Env, F>(&self, env: E, f: F, partitions: Vec<usize>) -> Result<Vec<R>>
+    where
+        F: Fn(&Arc<E>, &TaskContext, BoxIter<T>) -> R + UserFn,
+    {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let root = Arc::new(ResultRoot::new(self.node.clone(), env, f));
+        let results = self.runner.run_job(root, partitions)?;
+        results.iter().map(|b| codec::decode(b, "task result")).collect()
+    }
+
+    fn all_partitions(&self) -> Vec<usize> {
+        (0..self.num_partitions()).collect()
+    }
+
+    /// Every record, in partition order.
+    pub fn collect(&self) -> Result<Vec<T>> {
+        let parts = self.run_job((), |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.collect::<Vec<T>>(), self.all_partitions())?;
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// Number of records.
+    pub fn count(&self) -> Result<u64> {
+        let parts = self.run_job((), |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.count() as u64, self.all_partitions())?;
+        Ok(parts.into_iter().sum())
+    }
+
+    /// The first `n` records, scanning as few partitions as possible
+    /// (1, then 4 times more per round, as Spark does).
+    pub fn take(&self, n: usize) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        let total = self.num_partitions();
+        let mut next = 0;
+        let mut round = 1;
+        while out.len() < n && next < total {
+            let parts: Vec<usize> = (next..(next + round).min(total)).collect();
+            next += parts.len();
+            let want = n - out.len();
+            let got = self.run_job(want, |w: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| it.take(**w).collect::<Vec<T>>(), parts)?;
+            out.extend(got.into_iter().flatten().take(want));
+            round *= 4;
+        }
+        Ok(out)
+    }
+
+    /// The first record, if any.
+    pub fn first(&self) -> Result<Option<T>> {
+        Ok(self.take(1)?.into_iter().next())
+    }
+
+    /// All records combined with `f` (`None` for an empty RDD).
+    pub fn reduce<F: Fn(T, T) -> T + UserFn>(&self, f: F) -> Result<Option<T>> {
+        let parts = self.run_job((), move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.reduce(f), self.all_partitions())?;
+        Ok(parts.into_iter().flatten().reduce(f))
+    }
+
+    /// Folds each partition from `zero`, then the partition results from
+    /// `zero` (Spark's semantics: `zero` is used once per partition).
+    pub fn fold<F: Fn(T, T) -> T + UserFn>(&self, zero: T, f: F) -> Result<T> {
+        let parts = self.run_job(zero.clone(), move |z: &Arc<T>, _: &TaskContext, it: BoxIter<T>| it.fold((**z).clone(), f), self.all_partitions())?;
+        Ok(parts.into_iter().fold(zero, f))
+    }
+
+    /// Aggregates each partition with `seq` from `zero`, then combines the
+    /// partition results with `comb`.
+    pub fn aggregate<U: Data, S, C>(&self, zero: U, seq: S, comb: C) -> Result<U>
+    where
+        S: Fn(U, T) -> U + UserFn,
+        C: Fn(U, U) -> U + UserFn,
+    {
+        let parts = self.run_job(zero.clone(), move |z: &Arc<U>, _: &TaskContext, it: BoxIter<T>| it.fold((**z).clone(), seq), self.all_partitions())?;
+        Ok(parts.into_iter().fold(zero, comb))
+    }
+
+    /// Runs `f` on every record, on the executors.
+    pub fn foreach<F: Fn(T) + UserFn>(&self, f: F) -> Result<()> {
+        self.run_job((), move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.for_each(f), self.all_partitions())?;
+        Ok(())
+    }
+
+    /// Runs `f(env, record)` on every record, on the executors.
+    pub fn foreach_with<E: Env, F: Fn(&E, T) + UserFn>(&self, env: E, f: F) -> Result<()> {
+        self.run_job(env, move |e: &Arc<E>, _: &TaskContext, it: BoxIter<T>| it.for_each(|x| f(e, x)), self.all_partitions())?;
+        Ok(())
+    }
+
+    /// Runs `f` on every partition, on the executors.
+    pub fn foreach_partition<F: Fn(BoxIter<T>) + UserFn>(&self, f: F) -> Result<()> {
+        self.run_job((), move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| f(it), self.all_partitions())?;
+        Ok(())
+    }
+
+    /// How many times each distinct record occurs.
+    pub fn count_by_value(&self) -> Result<HashMap<T, u64>>
+    where
+        T: Key,
+    {
+        self.map(|x: T| (x, 1u64)).count_by_key_sum()
+    }
+
+    /// The `n` smallest records, ascending.
+    pub fn take_ordered(&self, n: usize) -> Result<Vec<T>>
+    where
+        T: Ord,
+    {
+        let parts = self.run_job(n, |n: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| smallest(it, **n), self.all_partitions())?;
+        Ok(smallest(parts.into_iter().flatten(), n))
+    }
+
+    /// The `n` largest records, descending.
+    pub fn top(&self, n: usize) -> Result<Vec<T>>
+    where
+        T: Ord,
+    {
+        let parts = self.run_job(n, |n: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| largest(it, **n), self.all_partitions())?;
+        Ok(largest(parts.into_iter().flatten(), n))
+    }
+
+    /// Writes each partition as a text file `part-NNNNN` (one record per
+    /// line) in the new folder `path`, each written under a temporary name
+    /// and renamed, then a `_SUCCESS` marker. Fails if `path` exists.
+    pub fn save_as_text_file(&self, path: impl AsRef<Path>) -> Result<()>
+    where
+        T: Display,
+    {
+        let dir = path.as_ref();
+        if dir.exists() {
+            return Err(EmberError::Io {
+                path: dir.display().to_string(),
+                action: "save".into(),
+                message: "output folder already exists".into(),
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(|e| EmberError::io(dir, "create", e))?;
+        let dir_str = dir.display().to_string();
+        self.run_job(dir_str, |d: &Arc<String>, tc: &TaskContext, it: BoxIter<T>| {
+            use std::io::Write;
+            let final_path = Path::new(d.as_str()).join(format!("part-{:05}", tc.partition));
+            let tmp = Path::new(d.as_str()).join(format!(".part-{:05}.{}.tmp", tc.partition, tc.task_id.0));
+            let write = || -> std::io::Result<()> {
+                let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                for x in it {
+                    writeln!(w, "{x}")?;
+                }
+                w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                std::fs::rename(&tmp, &final_path)
+            };
+            if let Err(e) = write() {
+                let _ = std::fs::remove_file(&tmp);
+                throw(EmberError::io(&final_path, "write", e));
+            }
+        }, self.all_partitions())?;
+        let success = dir.join("_SUCCESS");
+        std::fs::write(&success, b"").map_err(|e| EmberError::io(&success, "write", e))?;
+        Ok(())
+    }
+}
+
+/// Knuth's Poisson sampler; fine for the small means sampling uses.
+fn poisson(rng: &mut impl Rng, mean: f64) -> usize {
+    let limit = (-mean).exp();
+    let mut k = 0;
+    let mut p = rng.gen::<f64>();
+    while p > limit {
+        k += 1;
+        p *= rng.gen::<f64>();
+    }
+    k
+}
+
+fn smallest<T: Ord>(it: impl Iterator<Item = T>, n: usize) -> Vec<T> {
+    let mut heap = std::collections::BinaryHeap::with_capacity(n + 1);
+    for x in it {
+        heap.push(x);
+        if heap.len() > n {
+            heap.pop();
+        }
+    }
+    heap.into_sorted_vec()
+}
+
+fn largest<T: Ord>(it: impl Iterator<Item = T>, n: usize) -> Vec<T> {
+    let mut v: Vec<T> = smallest(it.map(std::cmp::Reverse), n).into_iter().map(|r| r.0).collect();
+    v.sort_by(|a, b| b.cmp(a));
+    v
+}

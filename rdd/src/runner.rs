@@ -1,0 +1,22 @@
+//! What RDDs need from the driver: ids, defaults and running jobs.
+
+use crate::stage::StageRoot;
+use ember_core::{RddId, Result, ShuffleId};
+use std::sync::Arc;
+
+/// The driver side of an RDD: implemented by the driver's `Context`.
+pub trait JobRunner: Send + Sync + 'static {
+    /// A fresh RDD id, larger than every earlier one.
+    fn new_rdd_id(&self) -> RddId;
+    /// A fresh shuffle id.
+    fn new_shuffle_id(&self) -> ShuffleId;
+    /// Partitions of shuffles and `parallelize` when none are given.
+    fn default_parallelism(&self) -> usize;
+    /// Runs `root` on `partitions` of its RDD and returns each partition's
+    /// serialized result, in the order of `partitions`.
+    fn run_job(&self, root: Arc<dyn StageRoot>, partitions: Vec<usize>) -> Result<Vec<Vec<u8>>>;
+    /// Drops the cached blocks of `rdd` on every executor.
+    fn unpersist(&self, rdd: RddId);
+    /// Makes a broadcast value's bytes available to executors.
+    fn register_broadcast(&self, id: ember_core::BroadcastId, bytes: Vec<u8>);
+}

@@ -1,0 +1,275 @@
+//! Shuffle dependencies: the map side (a stage root that partitions its
+//! records into one segment per reduce partition) and the reduce side (an
+//! RDD that reads its segment from every map output).
+
+use crate::node::{iterator, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable, ShippedBody};
+use crate::node::{erase_rdd, parent, ship_node};
+use crate::stage::{ship_root, ShippableRoot, StageRoot};
+use crate::task::{TaskContext, TaskOutput, TaskRoot};
+use ember_core::{Data, EmberError, ExecutorId, Partitioner, Result, ShuffleId};
+use ember_shuffle::{segment_records, ChunkWriter, MapStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::sync::Arc;
+
+/// Keys of pair RDDs: hashable for hash partitioning, ordered for range
+/// partitioning and sorting.
+pub trait Key: Data + Hash + Eq + Ord {}
+impl<K> Key for K where K: Data + Hash + Eq + Ord {}
+
+/// The driver's view of a shuffle dependency.
+pub trait ShuffleDep: Send + Sync {
+    /// The shuffle's id.
+    fn shuffle_id(&self) -> ShuffleId;
+    /// The RDD whose partitions the map tasks read.
+    fn parent(&self) -> Arc<dyn RddNode>;
+    /// Number of reduce partitions.
+    fn num_reduces(&self) -> usize;
+    /// The root of the map stage.
+    fn write_root(&self) -> Arc<dyn StageRoot>;
+}
+
+/// A shuffle of `(K, V)` records by a partitioner.
+pub struct ShuffleDependency<K, V> {
+    shuffle_id: ShuffleId,
+    parent: Arc<dyn Compute<(K, V)>>,
+    partitioner: Partitioner<K>,
+}
+
+impl<K: Key, V: Data> ShuffleDependency<K, V> {
+    /// Records of `parent` moved to the partitions `partitioner` names.
+    pub fn new(shuffle_id: ShuffleId, parent: Arc<dyn Compute<(K, V)>>, partitioner: Partitioner<K>) -> Self {
+        ShuffleDependency { shuffle_id, parent, partitioner }
+    }
+}
+
+impl<K: Key, V: Data> ShuffleDep for ShuffleDependency<K, V> {
+    fn shuffle_id(&self) -> ShuffleId {
+        self.shuffle_id
+    }
+    fn parent(&self) -> Arc<dyn RddNode> {
+        self.parent.clone().as_node()
+    }
+    fn num_reduces(&self) -> usize {
+        self.partitioner.num_partitions()
+    }
+    fn write_root(&self) -> Arc<dyn StageRoot> {
+        Arc::new(ShuffleWriteRoot {
+            parent: self.parent.clone(),
+            body: (self.shuffle_id, self.partitioner.clone()),
+        })
+    }
+}
+
+/// The map side of a shuffle: partitions, serializes and writes one
+/// partition's records.
+pub struct ShuffleWriteRoot<K, V> {
+    parent: Arc<dyn Compute<(K, V)>>,
+    body: (ShuffleId, Partitioner<K>),
+}
+
+impl<K: Key, V: Data> StageRoot for ShuffleWriteRoot<K, V> {
+    fn parent(&self) -> Arc<dyn RddNode> {
+        self.parent.clone().as_node()
+    }
+    fn ship(&self) -> Result<ShippedBody> {
+        ship_root(self)
+    }
+}
+
+impl<K: Key, V: Data> ShippableRoot for ShuffleWriteRoot<K, V> {
+    type Body = (ShuffleId, Partitioner<K>);
+    fn body(&self) -> &Self::Body {
+        &self.body
+    }
+    fn rebuild(body: Self::Body, parents: &[&Decoded]) -> Result<Self> {
+        Ok(ShuffleWriteRoot { parent: parent(parents, 0)?, body })
+    }
+}
+
+impl<K: Key, V: Data> TaskRoot for ShuffleWriteRoot<K, V> {
+    fn run(&self, tc: &TaskContext) -> Result<TaskOutput> {
+        let (shuffle, partitioner) = &self.body;
+        let n = partitioner.num_partitions();
+        let mut writers: Vec<ChunkWriter<(K, V)>> = (0..n).map(|_| ChunkWriter::new()).collect();
+        let record_bytes = std::mem::size_of::<(K, V)>().max(16);
+        for (k, v) in iterator(&self.parent, tc.partition, tc)? {
+            let r = partitioner.partition(&k);
+            writers[r].push((k, v), record_bytes)?;
+        }
+        let segments = writers.into_iter().map(ChunkWriter::finish).collect::<Result<Vec<_>>>()?;
+        let sizes = tc.env.shuffle_files.write_map_output(*shuffle, tc.partition, &segments, tc.task_id.0)?;
+        Ok(TaskOutput::Map(MapStatus {
+            executor: tc.env.executor_id.clone(),
+            address: tc.env.block_address.clone(),
+            sizes,
+        }))
+    }
+}
+
+/// The reduce side: partition `r` holds segment `r` of every map output.
+pub struct ShuffledNode<K, V> {
+    core: NodeCore,
+    body: ShuffleId,
+    /// Only on the driver: the dependency, for the scheduler.
+    dep: Option<Arc<ShuffleDependency<K, V>>>,
+}
+
+impl<K: Key, V: Data> ShuffledNode<K, V> {
+    /// The reduce side of `dep`.
+    pub fn new(id: ember_core::RddId, dep: ShuffleDependency<K, V>) -> Self {
+        ShuffledNode { core: NodeCore::new(id, dep.num_reduces()), body: dep.shuffle_id, dep: Some(Arc::new(dep)) }
+    }
+}
+
+impl<K: Key, V: Data> Shippable for ShuffledNode<K, V> {
+    type Body = ShuffleId;
+    fn node_core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn body(&self) -> &ShuffleId {
+        &self.body
+    }
+    fn rebuild(core: NodeCore, body: ShuffleId, _: &[&Decoded]) -> Result<Self> {
+        Ok(ShuffledNode { core, body, dep: None })
+    }
+    fn erase(self) -> Decoded {
+        erase_rdd::<(K, V), _>(self)
+    }
+}
+
+impl<K: Key, V: Data> RddNode for ShuffledNode<K, V> {
+    fn core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn dependencies(&self) -> Vec<Dependency> {
+        self.dep.iter().map(|d| Dependency::Shuffle(d.clone())).collect()
+    }
+    fn ship(&self) -> Result<ShippedBody> {
+        ship_node(self)
+    }
+    fn name(&self) -> &'static str {
+        "shuffled"
+    }
+}
+
+impl<K: Key, V: Data> Compute<(K, V)> for ShuffledNode<K, V> {
+    fn compute(&self, part: usize, tc: &TaskContext) -> Result<BoxIter<(K, V)>> {
+        let shuffle = self.body;
+        let statuses = tc.shuffle_inputs.get(&shuffle).ok_or_else(|| EmberError::FetchFailed {
+            shuffle,
+            map: 0,
+            reduce: part,
+            executor: tc.env.executor_id.clone(),
+            message: "the stage was sent without this shuffle's map outputs".into(),
+        })?;
+        let fetch_failed = |map: usize, executor: &ExecutorId, message: String| EmberError::FetchFailed {
+            shuffle,
+            map,
+            reduce: part,
+            executor: executor.clone(),
+            message,
+        };
+        // Group the non-empty segments by where they are.
+        let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut segments: Vec<(usize, Vec<u8>)> = Vec::new();
+        for (map, st) in statuses.iter().enumerate() {
+            if st.sizes.get(part).copied().unwrap_or(0) == 0 {
+                continue;
+            }
+            if st.executor == tc.env.executor_id {
+                let seg = tc
+                    .env
+                    .shuffle_files
+                    .read_segment(shuffle, map, part)
+                    .map_err(|e| fetch_failed(map, &st.executor, e.to_string()))?;
+                segments.push((map, seg));
+            } else {
+                let addr = st.address.clone().unwrap_or_default();
+                remote.entry(addr).or_default().push(map);
+            }
+        }
+        for (addr, maps) in remote {
+            let owner = &statuses[maps[0]].executor;
+            let fetcher = tc
+                .env
+                .fetcher
+                .as_ref()
+                .ok_or_else(|| fetch_failed(maps[0], owner, "no remote fetcher on this executor".into()))?;
+            let segs = fetcher
+                .fetch(&addr, shuffle, &maps, part)
+                .map_err(|e| fetch_failed(maps[0], owner, e.to_string()))?;
+            segments.extend(maps.into_iter().zip(segs));
+        }
+        segments.sort_by_key(|(m, _)| *m);
+        let mut records = Vec::new();
+        for (map, seg) in segments {
+            let what = format!("shuffle {} map {map} reduce {part}", shuffle.0);
+            let mut recs: Vec<(K, V)> =
+                segment_records(&seg, &what).map_err(|e| fetch_failed(map, &statuses[map].executor, e.to_string()))?;
+            records.append(&mut recs);
+        }
+        Ok(Box::new(records.into_iter()))
+    }
+    fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
+        self
+    }
+}
+
+/// A result task's root: applies the action's function to the partition.
+pub struct ResultRoot<T, R, E, F> {
+    parent: Arc<dyn Compute<T>>,
+    body: ResultBody<E, F>,
+    _r: std::marker::PhantomData<fn() -> R>,
+}
+
+/// The shipped state of a [`ResultRoot`].
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "E: Serialize", deserialize = "E: serde::de::DeserializeOwned, F: Copy + Send + Sync + 'static"))]
+pub struct ResultBody<E, F> {
+    env: Arc<E>,
+    f: ember_core::Shipped<F>,
+}
+
+/// The function of a result task.
+pub trait ResultFn<E, T, R>: Fn(&Arc<E>, &TaskContext, BoxIter<T>) -> R + Copy + Send + Sync + 'static {}
+impl<E, T, R, F> ResultFn<E, T, R> for F where F: Fn(&Arc<E>, &TaskContext, BoxIter<T>) -> R + Copy + Send + Sync + 'static {}
+
+impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> ResultRoot<T, R, E, F> {
+    /// `f(env, task, records)` over partitions of `parent`.
+    pub fn new(parent: Arc<dyn Compute<T>>, env: E, f: F) -> Self {
+        ResultRoot {
+            parent,
+            body: ResultBody { env: Arc::new(env), f: ember_core::Shipped::new(f) },
+            _r: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> StageRoot for ResultRoot<T, R, E, F> {
+    fn parent(&self) -> Arc<dyn RddNode> {
+        self.parent.clone().as_node()
+    }
+    fn ship(&self) -> Result<ShippedBody> {
+        ship_root(self)
+    }
+}
+
+impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> ShippableRoot for ResultRoot<T, R, E, F> {
+    type Body = ResultBody<E, F>;
+    fn body(&self) -> &Self::Body {
+        &self.body
+    }
+    fn rebuild(body: Self::Body, parents: &[&Decoded]) -> Result<Self> {
+        Ok(ResultRoot { parent: parent(parents, 0)?, body, _r: std::marker::PhantomData })
+    }
+}
+
+impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> TaskRoot for ResultRoot<T, R, E, F> {
+    fn run(&self, tc: &TaskContext) -> Result<TaskOutput> {
+        let records = iterator(&self.parent, tc.partition, tc)?;
+        let value = (self.body.f.get())(&self.body.env, tc, records);
+        Ok(TaskOutput::Result(ember_core::codec::encode(&value)?))
+    }
+}

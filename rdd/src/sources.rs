@@ -1,0 +1,399 @@
+//! Source RDDs: driver-side collections, integer ranges, text files split
+//! by byte ranges, and whole binary files.
+
+use crate::node::{erase_rdd, ship_node, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable, ShippedBody};
+use crate::task::{throw, TaskContext};
+use ember_core::{codec, Data, EmberError, RddId, Result};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+
+/// A driver-side collection cut into slices, each encoded separately so a
+/// task decodes only its own.
+pub struct ParallelizeNode<T> {
+    core: NodeCore,
+    body: Vec<ByteBuf>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Data> ParallelizeNode<T> {
+    /// `data` in `slices` contiguous slices (at least one).
+    pub fn new(id: RddId, data: Vec<T>, slices: usize) -> Result<Self> {
+        let n = slices.max(1);
+        let len = data.len();
+        let mut it = data.into_iter();
+        let mut body = Vec::with_capacity(n);
+        for i in 0..n {
+            let take = (i + 1) * len / n - i * len / n;
+            let slice: Vec<T> = it.by_ref().take(take).collect();
+            body.push(ByteBuf::from(codec::encode(&slice)?));
+        }
+        Ok(ParallelizeNode { core: NodeCore::new(id, n), body, _t: PhantomData })
+    }
+}
+
+impl<T: Data> Shippable for ParallelizeNode<T> {
+    type Body = Vec<ByteBuf>;
+    fn node_core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn body(&self) -> &Vec<ByteBuf> {
+        &self.body
+    }
+    fn rebuild(core: NodeCore, body: Vec<ByteBuf>, _: &[&Decoded]) -> Result<Self> {
+        Ok(ParallelizeNode { core, body, _t: PhantomData })
+    }
+    fn erase(self) -> Decoded {
+        erase_rdd::<T, _>(self)
+    }
+}
+
+
+impl<T: Data> Compute<T> for ParallelizeNode<T> {
+    fn compute(&self, part: usize, _: &TaskContext) -> Result<BoxIter<T>> {
+        let bytes = self.body.get(part).map(|b| b.as_slice()).unwrap_or(&[]);
+        if bytes.is_empty() {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        let slice: Vec<T> = codec::decode(bytes, "parallelize slice")?;
+        Ok(Box::new(slice.into_iter()))
+    }
+    fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
+        self
+    }
+}
+
+/// Integers `start, start + step, ...` below `end` (above, for a negative
+/// step).
+pub struct RangeNode {
+    core: NodeCore,
+    body: (i64, i64, i64),
+}
+
+impl RangeNode {
+    /// The range in `slices` partitions; `step` must not be 0.
+    pub fn new(id: RddId, start: i64, end: i64, step: i64, slices: usize) -> Result<Self> {
+        if step == 0 {
+            return Err(EmberError::Other("range: step must not be 0".into()));
+        }
+        Ok(RangeNode { core: NodeCore::new(id, slices.max(1)), body: (start, end, step) })
+    }
+
+    fn len(&self) -> u64 {
+        let (start, end, step) = self.body;
+        let span = if step > 0 { end as i128 - start as i128 } else { start as i128 - end as i128 };
+        if span <= 0 {
+            0
+        } else {
+            ((span + step.unsigned_abs() as i128 - 1) / step.unsigned_abs() as i128) as u64
+        }
+    }
+}
+
+impl Shippable for RangeNode {
+    type Body = (i64, i64, i64);
+    fn node_core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn body(&self) -> &(i64, i64, i64) {
+        &self.body
+    }
+    fn rebuild(core: NodeCore, body: (i64, i64, i64), _: &[&Decoded]) -> Result<Self> {
+        Ok(RangeNode { core, body })
+    }
+    fn erase(self) -> Decoded {
+        erase_rdd::<i64, _>(self)
+    }
+}
+
+impl RddNode for RangeNode {
+    fn core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+    fn ship(&self) -> Result<ShippedBody> {
+        ship_node(self)
+    }
+    fn name(&self) -> &'static str {
+        "range"
+    }
+}
+
+impl Compute<i64> for RangeNode {
+    fn compute(&self, part: usize, _: &TaskContext) -> Result<BoxIter<i64>> {
+        let n = self.len() as u128;
+        let k = self.core.partitions as u128;
+        let (lo, hi) = ((part as u128 * n / k) as i128, ((part as u128 + 1) * n / k) as i128);
+        let (start, _, step) = self.body;
+        Ok(Box::new((lo..hi).map(move |i| (start as i128 + i * step as i128) as i64)))
+    }
+    fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
+        self
+    }
+}
+
+/// A byte range of one file: the lines that start inside it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TextSplit {
+    path: String,
+    start: u64,
+    end: u64,
+}
+
+/// Lines of text files, split by byte ranges; a line belongs to the split
+/// its first byte is in, so no line is cut or read twice.
+pub struct TextFileNode {
+    core: NodeCore,
+    body: Vec<TextSplit>,
+}
+
+/// Largest split, as Spark's default block size for local files.
+const MAX_SPLIT_BYTES: u64 = 32 << 20;
+
+/// The files of `path`: itself if a file; the visible files of a folder
+/// (names not starting with `.` or `_`), sorted.
+fn input_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path).map_err(|e| EmberError::io(path, "open", e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(path).map_err(|e| EmberError::io(path, "list", e))? {
+        let e = e.map_err(|e| EmberError::io(path, "list", e))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if e.path().is_file() {
+            files.push(e.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Fails unless `path` opens for reading.
+fn check_readable(path: &Path) -> Result<u64> {
+    let f = std::fs::File::open(path).map_err(|e| EmberError::io(path, "open", e))?;
+    let meta = f.metadata().map_err(|e| EmberError::io(path, "stat", e))?;
+    Ok(meta.len())
+}
+
+impl TextFileNode {
+    /// Splits of the file (or folder of files) `path`, at least
+    /// `min_partitions` of them where the data allows.
+    pub fn new(id: RddId, path: &Path, min_partitions: usize) -> Result<Self> {
+        let files = input_files(path)?;
+        let sizes: Vec<u64> = files.iter().map(|f| check_readable(f)).collect::<Result<_>>()?;
+        let total: u64 = sizes.iter().sum();
+        let goal = (total / min_partitions.max(1) as u64).clamp(1, MAX_SPLIT_BYTES);
+        let mut splits = Vec::new();
+        for (f, &size) in files.iter().zip(&sizes) {
+            let path = f.display().to_string();
+            if size == 0 {
+                splits.push(TextSplit { path, start: 0, end: 0 });
+                continue;
+            }
+            let mut start = 0;
+            while start < size {
+                // A small remainder joins the last split, as in Hadoop.
+                let end = if (size - start) as f64 <= goal as f64 * 1.1 { size } else { start + goal };
+                splits.push(TextSplit { path: path.clone(), start, end });
+                start = end;
+            }
+        }
+        Ok(TextFileNode { core: NodeCore::new(id, splits.len().max(1)), body: splits })
+    }
+}
+
+impl Shippable for TextFileNode {
+    type Body = Vec<TextSplit>;
+    fn node_core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn body(&self) -> &Vec<TextSplit> {
+        &self.body
+    }
+    fn rebuild(core: NodeCore, body: Vec<TextSplit>, _: &[&Decoded]) -> Result<Self> {
+        Ok(TextFileNode { core, body })
+    }
+    fn erase(self) -> Decoded {
+        erase_rdd::<String, _>(self)
+    }
+}
+
+impl RddNode for TextFileNode {
+    fn core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+    fn ship(&self) -> Result<ShippedBody> {
+        ship_node(self)
+    }
+    fn name(&self) -> &'static str {
+        "text_file"
+    }
+}
+
+impl Compute<String> for TextFileNode {
+    fn compute(&self, part: usize, _: &TaskContext) -> Result<BoxIter<String>> {
+        let Some(split) = self.body.get(part).cloned() else {
+            return Ok(Box::new(std::iter::empty()));
+        };
+        if split.end == 0 {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        let file = std::fs::File::open(&split.path).map_err(|e| EmberError::io(&split.path, "open", e))?;
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let mut pos = split.start;
+        if split.start > 0 {
+            // Skip the line that started in the previous split: read from
+            // the byte before the split through the next newline.
+            reader
+                .seek(SeekFrom::Start(split.start - 1))
+                .map_err(|e| EmberError::io(&split.path, "seek", e))?;
+            let mut skipped = Vec::new();
+            let n = reader
+                .read_until(b'\n', &mut skipped)
+                .map_err(|e| EmberError::io(&split.path, "read", e))?;
+            pos = split.start - 1 + n as u64;
+        }
+        Ok(Box::new(LineIter { reader, pos, end: split.end, path: split.path, buf: Vec::new() }))
+    }
+    fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
+        self
+    }
+}
+
+struct LineIter {
+    reader: BufReader<std::fs::File>,
+    pos: u64,
+    end: u64,
+    path: String,
+    buf: Vec<u8>,
+}
+
+impl Iterator for LineIter {
+    type Item = String;
+    fn next(&mut self) -> Option<String> {
+        if self.pos >= self.end {
+            return None;
+        }
+        self.buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.buf)
+            .unwrap_or_else(|e| throw(EmberError::io(&self.path, "read", e)));
+        if n == 0 {
+            return None;
+        }
+        self.pos += n as u64;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+            if self.buf.last() == Some(&b'\r') {
+                self.buf.pop();
+            }
+        }
+        Some(String::from_utf8_lossy(&self.buf).into_owned())
+    }
+}
+
+/// Whole files of a folder as `(path, bytes)` records.
+pub struct BinaryFilesNode {
+    core: NodeCore,
+    body: Vec<Vec<String>>,
+}
+
+impl BinaryFilesNode {
+    /// The visible files of folder `dir` in up to `min_partitions`
+    /// partitions.
+    pub fn new(id: RddId, dir: &Path, min_partitions: usize) -> Result<Self> {
+        let meta = std::fs::metadata(dir).map_err(|e| EmberError::io(dir, "open", e))?;
+        if !meta.is_dir() {
+            return Err(EmberError::Io {
+                path: dir.display().to_string(),
+                action: "list".into(),
+                message: "expected a folder, found a file".into(),
+            });
+        }
+        let files = input_files(dir)?;
+        for f in &files {
+            check_readable(f)?;
+        }
+        let k = min_partitions.clamp(1, files.len().max(1));
+        let groups = (0..k)
+            .map(|i| files[i * files.len() / k..(i + 1) * files.len() / k].iter().map(|p| p.display().to_string()).collect())
+            .collect::<Vec<Vec<String>>>();
+        Ok(BinaryFilesNode { core: NodeCore::new(id, k), body: groups })
+    }
+}
+
+impl Shippable for BinaryFilesNode {
+    type Body = Vec<Vec<String>>;
+    fn node_core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn body(&self) -> &Vec<Vec<String>> {
+        &self.body
+    }
+    fn rebuild(core: NodeCore, body: Vec<Vec<String>>, _: &[&Decoded]) -> Result<Self> {
+        Ok(BinaryFilesNode { core, body })
+    }
+    fn erase(self) -> Decoded {
+        erase_rdd::<(String, Vec<u8>), _>(self)
+    }
+}
+
+impl RddNode for BinaryFilesNode {
+    fn core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+    fn ship(&self) -> Result<ShippedBody> {
+        ship_node(self)
+    }
+    fn name(&self) -> &'static str {
+        "binary_files"
+    }
+}
+
+impl Compute<(String, Vec<u8>)> for BinaryFilesNode {
+    fn compute(&self, part: usize, _: &TaskContext) -> Result<BoxIter<(String, Vec<u8>)>> {
+        let files = self.body.get(part).cloned().unwrap_or_default();
+        Ok(Box::new(files.into_iter().map(|path| {
+            let mut bytes = Vec::new();
+            std::fs::File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .unwrap_or_else(|e| throw(EmberError::io(&path, "read", e)));
+            (path, bytes)
+        })))
+    }
+    fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
+        self
+    }
+}
+
+impl<T: Data> RddNode for ParallelizeNode<T> {
+    fn core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+    fn ship(&self) -> Result<ShippedBody> {
+        ship_node(self)
+    }
+    fn name(&self) -> &'static str {
+        "parallelize"
+    }
+}

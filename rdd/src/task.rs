@@ -1,0 +1,151 @@
+//! Running one task: the context a task sees, the services of the
+//! executor it runs on, and turning panics and errors into results.
+
+use crate::accumulator;
+use crate::node::BoxIter;
+use crate::stage::DecodedStage;
+use ember_core::{AccumulatorId, EmberError, ExecutorId, Result, ShuffleId, StageId, TaskId};
+use ember_shuffle::{MapStatus, ShuffleFiles};
+use ember_storage::BlockManager;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Fetches shuffle segments from another executor's block server.
+pub trait RemoteFetcher: Send + Sync {
+    /// Segment `reduce` of each map output in `maps`, in that order, from
+    /// the executor at `address`.
+    fn fetch(&self, address: &str, shuffle: ShuffleId, maps: &[usize], reduce: usize) -> Result<Vec<Vec<u8>>>;
+}
+
+/// The services of the executor a task runs on.
+pub struct TaskEnv {
+    /// Which executor this is.
+    pub executor_id: ExecutorId,
+    /// Cached partitions.
+    pub blocks: BlockManager,
+    /// This executor's shuffle files.
+    pub shuffle_files: ShuffleFiles,
+    /// Address of this executor's block server (`None` in `local[N]`).
+    pub block_address: Option<String>,
+    /// Reads shuffle segments held by other executors.
+    pub fetcher: Option<Arc<dyn RemoteFetcher>>,
+}
+
+/// What a running task knows about itself.
+pub struct TaskContext {
+    /// The stage.
+    pub stage: StageId,
+    /// The partition.
+    pub partition: usize,
+    /// The attempt number of this task (0 first).
+    pub attempt: usize,
+    /// The task id (unique per attempt).
+    pub task_id: TaskId,
+    /// The executor's services.
+    pub env: Arc<TaskEnv>,
+    /// Where the map outputs of every shuffle this stage reads are.
+    pub shuffle_inputs: Arc<HashMap<ShuffleId, Vec<MapStatus>>>,
+}
+
+/// A stage's root: what a task of the stage does with its partition.
+pub trait TaskRoot: Send + Sync {
+    /// Runs the task for `tc.partition`.
+    fn run(&self, tc: &TaskContext) -> Result<TaskOutput>;
+}
+
+/// What a successful task produced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum TaskOutput {
+    /// A shuffle map task's output location and sizes.
+    Map(MapStatus),
+    /// A result task's serialized value.
+    Result(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
+/// Measurements of one task.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TaskMetrics {
+    /// Wall time running the task, in microseconds.
+    pub run_micros: u64,
+}
+
+/// The outcome of one task attempt, sent back to the driver.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// The output, or why the task failed.
+    pub outcome: std::result::Result<TaskOutput, EmberError>,
+    /// Accumulator updates made by the task (applied only on success).
+    pub accum_updates: Vec<(AccumulatorId, Vec<u8>)>,
+    /// Measurements.
+    pub metrics: TaskMetrics,
+}
+
+/// Which task to run: everything but the stage's pipeline, which is sent
+/// once per stage attempt.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskDescription {
+    /// Unique id of this attempt.
+    pub task_id: TaskId,
+    /// The stage.
+    pub stage: StageId,
+    /// The stage's encoded pipeline (see [`crate::stage::StageBlob`]).
+    pub blob: u64,
+    /// The partition.
+    pub partition: usize,
+    /// Attempt number.
+    pub attempt: usize,
+}
+
+/// Runs one task of a decoded stage on `env`, catching panics: a panic's
+/// message becomes the failure, and an [`EmberError`] thrown with
+/// `std::panic::panic_any` (how iterators report I/O and fetch failures)
+/// keeps its kind.
+pub fn run_task(stage: &DecodedStage, desc: &TaskDescription, env: Arc<TaskEnv>) -> TaskResult {
+    let start = Instant::now();
+    let tc = TaskContext {
+        stage: desc.stage,
+        partition: desc.partition,
+        attempt: desc.attempt,
+        task_id: desc.task_id,
+        env,
+        shuffle_inputs: stage.shuffle_inputs.clone(),
+    };
+    accumulator::begin_task();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| stage.root.run(&tc)))
+        .unwrap_or_else(|payload| Err(panic_to_error(payload)));
+    let accum_updates = accumulator::end_task();
+    TaskResult {
+        outcome,
+        accum_updates,
+        metrics: TaskMetrics { run_micros: start.elapsed().as_micros() as u64 },
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_to_error(payload: Box<dyn std::any::Any + Send>) -> EmberError {
+    if let Some(e) = payload.downcast_ref::<EmberError>() {
+        return e.clone();
+    }
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "task panicked with a non-string payload".to_string()
+    };
+    EmberError::TaskFailed { message }
+}
+
+/// Turns errors met while iterating into a panic the task runner catches;
+/// iterators cannot return `Result`, so this is how they fail a task.
+pub fn throw(err: EmberError) -> ! {
+    std::panic::panic_any(err)
+}
+
+/// Unwraps each `Result` record, failing the task on the first error.
+pub fn unwrap_records<T: 'static>(it: impl Iterator<Item = Result<T>> + 'static) -> BoxIter<T> {
+    Box::new(it.map(|r| r.unwrap_or_else(|e| throw(e))))
+}
