@@ -1,6 +1,11 @@
 //! `ember-image`: NIfTI I/O and the kernels of the diffusion-MRI pipeline
 //! (brain mask, noise estimation, non-local means, tensor fit), matching
 //! DIPY's results. It depends on none of the engine and is useful alone.
+//!
+//! Reading and writing: [`nifti_io`]; gradients: [`gradients`]; the mask:
+//! [`mask`] built on [`median`], [`otsu`] and [`morphology`]; noise:
+//! [`noise`]; denoising: [`nlmeans`]; tensor fit: [`dti`]; splitting volumes
+//! into blocks: [`block`]; pictures: [`montage`].
 
 pub mod block;
 pub mod dti;
@@ -16,4 +21,13 @@ pub mod noise;
 pub mod otsu;
 pub mod volume;
 
+pub use error::{ImageError, Result};
+pub use gradients::{GradientTable, DEFAULT_B0_THRESHOLD};
+pub use mask::{mean_of_selected, mean_volumes, median_otsu, MedianOtsu};
+pub use median::{median_filter, median_filter_passes};
+pub use nifti_io::{
+    read_header, read_image, read_volume, volumes, write_image4, write_volume, ImageHeader,
+};
+pub use noise::{estimate_sigma, estimate_sigma_4d};
+pub use otsu::otsu;
 pub use volume::{reflect_index_numpy, reflect_index_scipy, Image4, Mask, Volume, Volume64};
