@@ -48,7 +48,7 @@ impl EmberConf {
                     continue;
                 }
                 let key = format!("ember.{}", rest.to_ascii_lowercase().replace('_', "."));
-                conf.values.insert(key, value);
+                conf.set(&key, value);
             }
         }
         conf
@@ -75,9 +75,11 @@ impl EmberConf {
         Ok(())
     }
 
-    /// Sets `key` to `value`, replacing any earlier value.
+    /// Sets `key` to `value`, replacing any earlier value. Keys are
+    /// case-insensitive, so `EMBER_TASK_MAXFAILURES` sets
+    /// `ember.task.maxFailures`.
     pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
-        self.values.insert(key.to_string(), value.into());
+        self.values.insert(key.to_ascii_lowercase(), value.into());
         self
     }
 
@@ -99,7 +101,7 @@ impl EmberConf {
 
     /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(key).map(String::as_str)
+        self.values.get(&key.to_ascii_lowercase()).map(String::as_str)
     }
 
     /// All settings, sorted by key.
@@ -187,6 +189,13 @@ mod tests {
         c.set("ember.task.maxFailures", "four");
         let err = c.get_usize("ember.task.maxFailures", 4).unwrap_err();
         assert!(err.to_string().contains("ember.task.maxFailures"));
+    }
+
+    #[test]
+    fn keys_are_case_insensitive() {
+        let mut c = EmberConf::new();
+        c.set("ember.task.maxfailures", "7");
+        assert_eq!(c.get_usize("ember.task.maxFailures", 4).unwrap(), 7);
     }
 
     #[test]

@@ -1,1 +1,34 @@
-//! Context, DAG scheduler, task scheduler and backends; the ember command line.
+//! `ember-driver`: the driver side of Ember — [`Context`], the DAG
+//! scheduler, task dispatch, and the backends that start executors.
+//!
+//! A driver program needs only this crate:
+//!
+//! ```no_run
+//! use ember_driver::prelude::*;
+//!
+//! fn main() -> ember_driver::Result<()> {
+//!     let ctx = Context::builder().master("local[2]").build()?;
+//!     let squares = ctx.parallelize((1..=4).collect::<Vec<u64>>(), 2)?.map(|x| x * x);
+//!     assert_eq!(squares.collect()?, vec![1, 4, 9, 16]);
+//!     Ok(())
+//! }
+//! ```
+
+pub mod backend;
+pub mod context;
+pub mod dag;
+pub mod dispatch;
+pub mod master_url;
+
+pub use context::{Context, ContextBuilder};
+pub use dag::JobReport;
+pub use ember_core::{EmberConf, EmberError, Partitioner, Result};
+pub use ember_rdd as rdd;
+pub use master_url::MasterUrl;
+
+/// What driver programs usually import.
+pub mod prelude {
+    pub use crate::{Context, ContextBuilder};
+    pub use ember_core::{Data, EmberError, Partitioner};
+    pub use ember_rdd::{Accumulator, Broadcast, BoxIter, Rdd, StorageLevel, TaskContext};
+}

@@ -1,0 +1,271 @@
+//! [`Context`]: the entry point of a driver program. It starts executors
+//! for the master URL, creates source RDDs, broadcasts and accumulators,
+//! and runs the jobs RDD actions submit.
+
+use crate::backend::{Backend, BroadcastStore};
+use crate::dag::{DagScheduler, JobReport};
+use crate::dispatch::Dispatcher;
+use crate::master_url::MasterUrl;
+use crossbeam::channel::unbounded;
+use ember_core::conf::keys;
+use ember_core::{BroadcastId, Data, EmberConf, EmberError, RddId, Result, ShuffleId};
+use ember_rdd::accumulator::{AccumValue, Accumulator};
+use ember_rdd::broadcast::Broadcast;
+use ember_rdd::node::Compute;
+use ember_rdd::sources::{BinaryFilesNode, ParallelizeNode, RangeNode, TextFileNode};
+use ember_rdd::stage::StageRoot;
+use ember_rdd::transforms::UnionNode;
+use ember_rdd::{JobRunner, Rdd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Configuration key naming another executable to start as executors
+/// (tests use it to check that a mismatched binary is refused).
+pub const EXECUTOR_BINARY_KEY: &str = "ember.executor.binary";
+
+/// Builds a [`Context`]: master URL and configuration.
+#[derive(Clone, Debug, Default)]
+pub struct ContextBuilder {
+    conf: EmberConf,
+}
+
+impl ContextBuilder {
+    /// Sets the master URL (otherwise `EMBER_MASTER` or `local[*]`).
+    pub fn master(mut self, url: &str) -> Self {
+        self.conf.set(keys::MASTER, url);
+        self
+    }
+
+    /// Sets the application name.
+    pub fn app_name(mut self, name: &str) -> Self {
+        self.conf.set(keys::APP_NAME, name);
+        self
+    }
+
+    /// Sets one configuration value.
+    pub fn conf(mut self, key: &str, value: &str) -> Self {
+        self.conf.set(key, value);
+        self
+    }
+
+    /// Applies `key=value` pairs, as given with `--conf`.
+    pub fn conf_pairs<'a>(mut self, pairs: impl IntoIterator<Item = &'a String>) -> Result<Self> {
+        for p in pairs {
+            self.conf.set_pair(p)?;
+        }
+        Ok(self)
+    }
+
+    /// Starts the context: environment (`EMBER_*`) first, then the
+    /// builder's settings on top.
+    pub fn build(self) -> Result<Context> {
+        let mut conf = EmberConf::from_env();
+        conf.merge(&self.conf);
+        Context::with_conf(conf)
+    }
+}
+
+/// The state behind a [`Context`], shared with every RDD it made.
+pub struct ContextInner {
+    conf: EmberConf,
+    master: MasterUrl,
+    app_dir: PathBuf,
+    scheduler: Mutex<DagScheduler>,
+    backend: Mutex<Backend>,
+    broadcasts: BroadcastStore,
+    next_rdd: AtomicU64,
+    next_shuffle: AtomicU64,
+    default_parallelism: usize,
+}
+
+/// A driver program's connection to its executors.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<ContextInner>,
+}
+
+static NEXT_APP: AtomicU64 = AtomicU64::new(0);
+
+impl Context {
+    /// A builder.
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder::default()
+    }
+
+    /// A context for `master` with default configuration.
+    pub fn new(master: &str) -> Result<Context> {
+        Self::builder().master(master).build()
+    }
+
+    /// A context from a full configuration.
+    pub fn with_conf(conf: EmberConf) -> Result<Context> {
+        let master = MasterUrl::parse(conf.get(keys::MASTER).unwrap_or("local[*]"))?;
+        let max_failures = conf.get_usize(keys::TASK_MAX_FAILURES, 4)?;
+        let default_parallelism = conf.get_usize(keys::DEFAULT_PARALLELISM, master.total_cores())?.max(1);
+        let base = conf.get(keys::LOCAL_DIR).map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let app_dir = base.join(format!(
+            "ember-{}-{}",
+            std::process::id(),
+            NEXT_APP.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&app_dir).map_err(|e| EmberError::io(&app_dir, "create local dir", e))?;
+        let (tx, rx) = unbounded();
+        let broadcasts: BroadcastStore = Arc::default();
+        let executor_binary = conf.get(EXECUTOR_BINARY_KEY).map(PathBuf::from);
+        let backend = match Backend::start(&master, &app_dir, tx, broadcasts.clone(), executor_binary) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&app_dir);
+                return Err(e);
+            }
+        };
+        let mut dispatcher = Dispatcher::new();
+        for ep in &backend.endpoints {
+            dispatcher.add_executor(ep.clone());
+        }
+        let inner = ContextInner {
+            conf,
+            master,
+            app_dir,
+            scheduler: Mutex::new(DagScheduler::new(dispatcher, rx, max_failures)),
+            backend: Mutex::new(backend),
+            broadcasts,
+            next_rdd: AtomicU64::new(0),
+            next_shuffle: AtomicU64::new(0),
+            default_parallelism,
+        };
+        Ok(Context { inner: Arc::new(inner) })
+    }
+
+    fn runner(&self) -> Arc<dyn JobRunner> {
+        self.inner.clone()
+    }
+
+    /// The configuration in force.
+    pub fn conf(&self) -> &EmberConf {
+        &self.inner.conf
+    }
+
+    /// The master URL.
+    pub fn master(&self) -> &MasterUrl {
+        &self.inner.master
+    }
+
+    /// Default number of partitions (total executor cores unless
+    /// `ember.default.parallelism` is set).
+    pub fn default_parallelism(&self) -> usize {
+        self.inner.default_parallelism
+    }
+
+    fn slices(&self, n: usize) -> usize {
+        if n == 0 {
+            self.default_parallelism()
+        } else {
+            n
+        }
+    }
+
+    /// `data` as an RDD of `slices` partitions (0: the default).
+    pub fn parallelize<T: Data>(&self, data: Vec<T>, slices: usize) -> Result<Rdd<T>> {
+        let node = ParallelizeNode::new(self.inner.new_rdd_id(), data, self.slices(slices))?;
+        Ok(Rdd::from_node(self.runner(), Arc::new(node)))
+    }
+
+    /// `start, start + step, ...` up to `end` (exclusive) in `slices`
+    /// partitions (0: the default).
+    pub fn range(&self, start: i64, end: i64, step: i64, slices: usize) -> Result<Rdd<i64>> {
+        let node = RangeNode::new(self.inner.new_rdd_id(), start, end, step, self.slices(slices))?;
+        Ok(Rdd::from_node(self.runner(), Arc::new(node)))
+    }
+
+    /// Lines of a text file, or of every visible file in a folder, split
+    /// into at least `min_partitions` byte ranges where the data allows.
+    pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<String>> {
+        let node = TextFileNode::new(self.inner.new_rdd_id(), path.as_ref(), self.slices(min_partitions))?;
+        Ok(Rdd::from_node(self.runner(), Arc::new(node)))
+    }
+
+    /// `(path, bytes)` of every visible file in folder `dir`.
+    pub fn binary_files(&self, dir: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<(String, Vec<u8>)>> {
+        let node = BinaryFilesNode::new(self.inner.new_rdd_id(), dir.as_ref(), self.slices(min_partitions))?;
+        Ok(Rdd::from_node(self.runner(), Arc::new(node)))
+    }
+
+    /// The partitions of all `rdds`, one after another.
+    pub fn union<T: Data>(&self, rdds: &[Rdd<T>]) -> Rdd<T> {
+        let parents: Vec<Arc<dyn Compute<T>>> = rdds.iter().map(Rdd::compute_node).collect();
+        let node = UnionNode::new(self.inner.new_rdd_id(), parents);
+        Rdd::from_node(self.runner(), Arc::new(node))
+    }
+
+    /// Ships `value` to each executor once, for all tasks to read.
+    pub fn broadcast<T: Data>(&self, value: T) -> Result<Broadcast<T>> {
+        let (handle, bytes) = Broadcast::create(value)?;
+        self.inner.register_broadcast(handle.id(), bytes);
+        Ok(handle)
+    }
+
+    /// An accumulator starting at `initial`.
+    pub fn accumulator<T: AccumValue>(&self, initial: T) -> Accumulator<T> {
+        Accumulator::new(initial)
+    }
+
+    /// What every job so far did (stages run and skipped, tasks).
+    pub fn job_reports(&self) -> Vec<JobReport> {
+        self.inner.scheduler.lock().unwrap_or_else(|p| p.into_inner()).reports().to_vec()
+    }
+
+    /// Process ids of executor processes (empty in `local[N]`).
+    pub fn executor_pids(&self) -> Vec<u32> {
+        self.inner.backend.lock().unwrap_or_else(|p| p.into_inner()).executor_pids()
+    }
+
+    /// Stops the executors and deletes the application's local files.
+    /// Also happens when the last handle (context or RDD) is dropped.
+    pub fn stop(&self) {
+        self.inner.stop();
+    }
+}
+
+impl ContextInner {
+    fn stop(&self) {
+        self.backend.lock().unwrap_or_else(|p| p.into_inner()).stop();
+        let _ = std::fs::remove_dir_all(&self.app_dir);
+    }
+}
+
+impl Drop for ContextInner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl JobRunner for ContextInner {
+    fn new_rdd_id(&self) -> RddId {
+        RddId(self.next_rdd.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn new_shuffle_id(&self) -> ShuffleId {
+        ShuffleId(self.next_shuffle.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn default_parallelism(&self) -> usize {
+        self.default_parallelism
+    }
+
+    fn run_job(&self, root: Arc<dyn StageRoot>, partitions: Vec<usize>) -> Result<Vec<Vec<u8>>> {
+        self.scheduler.lock().unwrap_or_else(|p| p.into_inner()).run_job(root, partitions)
+    }
+
+    fn unpersist(&self, rdd: RddId) {
+        let mut sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+        for ep in sched.dispatcher().endpoints() {
+            ep.remove_rdd(rdd);
+        }
+    }
+
+    fn register_broadcast(&self, id: BroadcastId, bytes: Vec<u8>) {
+        self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::new(bytes));
+    }
+}

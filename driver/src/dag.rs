@@ -1,0 +1,489 @@
+//! The DAG scheduler.
+//!
+//! A job is an action's root over an RDD. The scheduler cuts the lineage
+//! into stages at shuffle dependencies (narrow dependencies are pipelined
+//! inside one task), runs a stage once all the shuffles it reads are
+//! complete, and skips shuffle stages whose outputs an earlier job already
+//! produced. Everything happens on the thread that called the action: it
+//! reacts to one [`Event`] at a time, so the scheduler's state needs no
+//! locks and every path is a plain state transition.
+//!
+//! Failures: a failed task is retried until it has failed
+//! `ember.task.maxFailures` times, then the job fails with the last error,
+//! the stage, the partition and the executor. A fetch failure unregisters
+//! the missing map output and resubmits the parent stage, then the stage
+//! (at most [`MAX_STAGE_ATTEMPTS`] times). A lost executor's map outputs
+//! are forgotten and its running tasks rerun elsewhere.
+
+use crate::dispatch::{Dispatcher, Event};
+use crossbeam::channel::Receiver;
+use ember_core::{EmberError, ExecutorId, JobId, Result, ShuffleId, StageId, TaskId};
+use ember_rdd::accumulator::apply_updates;
+use ember_rdd::node::{Dependency, RddNode};
+use ember_rdd::shuffled::ShuffleDep;
+use ember_rdd::stage::{encode_stage, StageBlob, StageRoot};
+use ember_rdd::task::{TaskDescription, TaskOutput};
+use ember_shuffle::MapOutputTracker;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Consecutive attempts of one stage before the job fails.
+pub const MAX_STAGE_ATTEMPTS: usize = 4;
+
+/// What one job did, for tests, logs and the UI.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobReport {
+    /// The job.
+    pub job: Option<JobId>,
+    /// Stages that ran tasks, in launch order (a stage appears again for
+    /// each resubmission).
+    pub stages_run: Vec<StageId>,
+    /// Shuffle stages the job needed but found complete.
+    pub stages_skipped: Vec<StageId>,
+    /// Task attempts launched.
+    pub tasks_launched: usize,
+    /// Task attempts that failed.
+    pub tasks_failed: usize,
+    /// Wall time, in seconds.
+    pub seconds: f64,
+}
+
+struct ShuffleStage {
+    id: StageId,
+    dep: Arc<dyn ShuffleDep>,
+    parents: Vec<ShuffleId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum StageKey {
+    Shuffle(ShuffleId),
+    Result,
+}
+
+struct TaskInfo {
+    key: StageKey,
+    stage_attempt: usize,
+    partition: usize,
+}
+
+struct RunningStage {
+    attempt: usize,
+    blob: Arc<StageBlob>,
+    pending: BTreeSet<usize>,
+}
+
+/// Scheduler state that lives as long as the context.
+pub struct DagScheduler {
+    dispatcher: Dispatcher,
+    tracker: MapOutputTracker,
+    shuffle_stages: HashMap<ShuffleId, ShuffleStage>,
+    events: Receiver<Event>,
+    max_failures: usize,
+    next_stage: u64,
+    next_job: u64,
+    next_task: u64,
+    next_blob: u64,
+    reports: Vec<JobReport>,
+}
+
+/// The shuffle dependencies reached from `rdd` through narrow ones.
+fn direct_shuffles(rdd: Arc<dyn RddNode>) -> Vec<Arc<dyn ShuffleDep>> {
+    let mut seen = HashSet::new();
+    let mut found: Vec<Arc<dyn ShuffleDep>> = Vec::new();
+    let mut stack = vec![rdd];
+    while let Some(node) = stack.pop() {
+        if !seen.insert(node.core().id) {
+            continue;
+        }
+        for dep in node.dependencies() {
+            match dep {
+                Dependency::Narrow(p) => stack.push(p),
+                Dependency::Shuffle(s) => {
+                    if !found.iter().any(|f| f.shuffle_id() == s.shuffle_id()) {
+                        found.push(s);
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// One job's progress.
+struct Job {
+    id: JobId,
+    result_stage: StageId,
+    result_root: Arc<dyn StageRoot>,
+    result_parents: Vec<ShuffleId>,
+    partitions: Vec<usize>,
+    results: Vec<Option<Vec<u8>>>,
+    remaining: usize,
+    running: HashMap<StageKey, RunningStage>,
+    waiting: HashSet<StageKey>,
+    tasks: HashMap<TaskId, TaskInfo>,
+    failures: HashMap<(StageKey, usize), usize>,
+    stage_attempts: HashMap<StageKey, usize>,
+    succeeded: HashSet<(StageKey, usize)>,
+    report: JobReport,
+}
+
+impl DagScheduler {
+    /// A scheduler dispatching through `dispatcher` and hearing `events`.
+    pub fn new(dispatcher: Dispatcher, events: Receiver<Event>, max_failures: usize) -> Self {
+        DagScheduler {
+            dispatcher,
+            tracker: MapOutputTracker::new(),
+            shuffle_stages: HashMap::new(),
+            events,
+            max_failures: max_failures.max(1),
+            next_stage: 0,
+            next_job: 0,
+            next_task: 0,
+            next_blob: 0,
+            reports: Vec::new(),
+        }
+    }
+
+    /// The dispatcher (for executor housekeeping).
+    pub fn dispatcher(&mut self) -> &mut Dispatcher {
+        &mut self.dispatcher
+    }
+
+    /// Reports of every job so far, oldest first.
+    pub fn reports(&self) -> &[JobReport] {
+        &self.reports
+    }
+
+    fn new_stage_id(&mut self) -> StageId {
+        self.next_stage += 1;
+        StageId(self.next_stage - 1)
+    }
+
+    /// Registers the shuffle stages under `rdd` (iteratively, however deep
+    /// the lineage) and returns the shuffles `rdd` reads directly.
+    fn register_stages(&mut self, rdd: Arc<dyn RddNode>) -> Vec<ShuffleId> {
+        let direct = direct_shuffles(rdd);
+        let ids: Vec<ShuffleId> = direct.iter().map(|d| d.shuffle_id()).collect();
+        let mut stack = direct;
+        while let Some(dep) = stack.pop() {
+            let sid = dep.shuffle_id();
+            if self.shuffle_stages.contains_key(&sid) {
+                continue;
+            }
+            let parents_deps = direct_shuffles(dep.parent());
+            let parents = parents_deps.iter().map(|d| d.shuffle_id()).collect();
+            let num_maps = dep.parent().core().partitions;
+            self.tracker.register_shuffle(sid, num_maps);
+            let id = self.new_stage_id();
+            self.shuffle_stages.insert(sid, ShuffleStage { id, dep, parents });
+            stack.extend(parents_deps);
+        }
+        ids
+    }
+
+    fn parents_of(&self, job: &Job, key: StageKey) -> Vec<ShuffleId> {
+        match key {
+            StageKey::Result => job.result_parents.clone(),
+            StageKey::Shuffle(s) => self.shuffle_stages.get(&s).map(|st| st.parents.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn stage_id(&self, job: &Job, key: StageKey) -> StageId {
+        match key {
+            StageKey::Result => job.result_stage,
+            StageKey::Shuffle(s) => self.shuffle_stages[&s].id,
+        }
+    }
+
+    /// Runs `root` over `partitions` of its RDD; results in that order.
+    pub fn run_job(&mut self, root: Arc<dyn StageRoot>, partitions: Vec<usize>) -> Result<Vec<Vec<u8>>> {
+        let start = Instant::now();
+        let id = JobId(self.next_job);
+        self.next_job += 1;
+        let result_parents = self.register_stages(root.parent());
+        let result_stage = self.new_stage_id();
+        let n = partitions.len();
+        let mut job = Job {
+            id,
+            result_stage,
+            result_root: root,
+            result_parents,
+            partitions,
+            results: vec![None; n],
+            remaining: n,
+            running: HashMap::new(),
+            waiting: HashSet::new(),
+            tasks: HashMap::new(),
+            failures: HashMap::new(),
+            stage_attempts: HashMap::new(),
+            succeeded: HashSet::new(),
+            report: JobReport { job: Some(id), ..JobReport::default() },
+        };
+        let ancestors = self.ancestors(&job);
+        let outcome = self.drive(&mut job);
+        for stage in job.running.values() {
+            self.dispatcher.forget_stage(stage.blob.id);
+        }
+        let run: HashSet<StageId> = job.report.stages_run.iter().copied().collect();
+        job.report.stages_skipped = ancestors.into_iter().filter(|s| !run.contains(s)).collect();
+        job.report.seconds = start.elapsed().as_secs_f64();
+        tracing::debug!(job = id.0, report = ?job.report, "job finished");
+        self.reports.push(job.report.clone());
+        outcome?;
+        Ok(job.results.into_iter().map(|r| r.unwrap_or_default()).collect())
+    }
+
+    /// Stage ids of every shuffle stage the job depends on.
+    fn ancestors(&self, job: &Job) -> Vec<StageId> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack = job.result_parents.clone();
+        while let Some(s) = stack.pop() {
+            if seen.insert(s) {
+                if let Some(st) = self.shuffle_stages.get(&s) {
+                    out.push(st.id);
+                    stack.extend(st.parents.iter().copied());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn drive(&mut self, job: &mut Job) -> Result<()> {
+        self.submit(job, StageKey::Result)?;
+        while job.remaining > 0 {
+            if self.dispatcher.num_executors() == 0 {
+                return Err(EmberError::Other(format!("job {} failed: no executors are left", job.id.0)));
+            }
+            let event = self
+                .events
+                .recv()
+                .map_err(|_| EmberError::Other("the executors' event channel closed".into()))?;
+            match event {
+                Event::TaskEnded { task, result } => {
+                    let (executor, broken) = self.dispatcher.finished(task);
+                    self.lose_executors(job, broken)?;
+                    let Some(info) = job.tasks.remove(&task) else { continue };
+                    let current = job.running.get(&info.key).is_some_and(|r| r.attempt == info.stage_attempt);
+                    if !current {
+                        continue;
+                    }
+                    let executor = executor.unwrap_or_else(|| ExecutorId("unknown".into()));
+                    match result.outcome {
+                        Ok(output) => {
+                            if job.succeeded.insert((info.key, info.partition)) {
+                                apply_updates(&result.accum_updates)?;
+                            }
+                            self.task_succeeded(job, info, output)?;
+                        }
+                        Err(EmberError::FetchFailed { shuffle, map, executor: holder, message, .. }) => {
+                            job.report.tasks_failed += 1;
+                            self.fetch_failed(job, info.key, shuffle, map, &holder, &message)?;
+                        }
+                        Err(e) => {
+                            job.report.tasks_failed += 1;
+                            self.task_failed(job, info, executor, e)?;
+                        }
+                    }
+                }
+                Event::ExecutorLost { executor, reason } => {
+                    tracing::warn!(%executor, %reason, "executor lost");
+                    self.lose_executors(job, vec![executor])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Submits a stage, its missing parents first.
+    fn submit(&mut self, job: &mut Job, key: StageKey) -> Result<()> {
+        let mut stack = vec![key];
+        while let Some(k) = stack.pop() {
+            if job.running.contains_key(&k) {
+                continue;
+            }
+            if let StageKey::Shuffle(s) = k {
+                if self.tracker.is_complete(s) {
+                    continue;
+                }
+            }
+            let missing: Vec<ShuffleId> =
+                self.parents_of(job, k).into_iter().filter(|p| !self.tracker.is_complete(*p)).collect();
+            if missing.is_empty() {
+                job.waiting.remove(&k);
+                self.launch_stage(job, k)?;
+            } else {
+                job.waiting.insert(k);
+                for p in missing {
+                    if !job.running.contains_key(&StageKey::Shuffle(p)) {
+                        stack.push(StageKey::Shuffle(p));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn launch_stage(&mut self, job: &mut Job, key: StageKey) -> Result<()> {
+        let (root, todo): (Arc<dyn StageRoot>, Vec<usize>) = match key {
+            StageKey::Result => (
+                job.result_root.clone(),
+                job.partitions.iter().zip(&job.results).filter(|(_, r)| r.is_none()).map(|(p, _)| *p).collect(),
+            ),
+            StageKey::Shuffle(s) => (self.shuffle_stages[&s].dep.write_root(), self.tracker.missing(s)),
+        };
+        let mut shuffle_inputs = HashMap::new();
+        for p in self.parents_of(job, key) {
+            let statuses = self.tracker.statuses(p).ok_or_else(|| {
+                EmberError::Other(format!("internal: {p} was incomplete when its child stage launched"))
+            })?;
+            shuffle_inputs.insert(p, statuses);
+        }
+        self.next_blob += 1;
+        let blob = Arc::new(StageBlob { id: self.next_blob, nodes: encode_stage(root.as_ref())?, shuffle_inputs });
+        let attempt = *job.stage_attempts.get(&key).unwrap_or(&0);
+        let stage = self.stage_id(job, key);
+        job.report.stages_run.push(stage);
+        tracing::debug!(%stage, attempt, tasks = todo.len(), "stage submitted");
+        job.running.insert(key, RunningStage { attempt, blob: blob.clone(), pending: todo.iter().copied().collect() });
+        for p in todo {
+            self.launch_task(job, key, p)?;
+        }
+        // A stage with nothing to do (an empty partition list) is done.
+        if job.running.get(&key).is_some_and(|r| r.pending.is_empty()) {
+            self.stage_done(job, key)?;
+        }
+        Ok(())
+    }
+
+    fn launch_task(&mut self, job: &mut Job, key: StageKey, partition: usize) -> Result<()> {
+        let Some(stage) = job.running.get(&key) else { return Ok(()) };
+        let task = TaskId(self.next_task);
+        self.next_task += 1;
+        let desc = TaskDescription {
+            task_id: task,
+            stage: self.stage_id(job, key),
+            blob: stage.blob.id,
+            partition,
+            attempt: *job.failures.get(&(key, partition)).unwrap_or(&0),
+        };
+        job.tasks.insert(task, TaskInfo { key, stage_attempt: stage.attempt, partition });
+        job.report.tasks_launched += 1;
+        let blob = stage.blob.clone();
+        let broken = self.dispatcher.submit(desc, blob);
+        self.lose_executors(job, broken)
+    }
+
+    fn task_succeeded(&mut self, job: &mut Job, info: TaskInfo, output: TaskOutput) -> Result<()> {
+        match (info.key, output) {
+            (StageKey::Shuffle(s), TaskOutput::Map(status)) => self.tracker.register_map_output(s, info.partition, status),
+            (StageKey::Result, TaskOutput::Result(bytes)) => {
+                if let Some(i) = job.partitions.iter().position(|&p| p == info.partition) {
+                    if job.results[i].is_none() {
+                        job.results[i] = Some(bytes);
+                        job.remaining -= 1;
+                    }
+                }
+            }
+            _ => return Err(EmberError::Other("internal: a task returned the wrong kind of output".into())),
+        }
+        let done = match job.running.get_mut(&info.key) {
+            Some(stage) => {
+                stage.pending.remove(&info.partition);
+                stage.pending.is_empty()
+            }
+            None => false,
+        };
+        if done {
+            self.stage_done(job, info.key)?;
+        }
+        Ok(())
+    }
+
+    fn stage_done(&mut self, job: &mut Job, key: StageKey) -> Result<()> {
+        if let Some(stage) = job.running.remove(&key) {
+            self.dispatcher.forget_stage(stage.blob.id);
+        }
+        if let StageKey::Shuffle(s) = key {
+            if !self.tracker.is_complete(s) {
+                // Outputs were lost while the stage ran: run the missing ones.
+                return self.submit(job, key);
+            }
+        }
+        let ready: Vec<StageKey> = job
+            .waiting
+            .iter()
+            .copied()
+            .filter(|w| self.parents_of(job, *w).iter().all(|p| self.tracker.is_complete(*p)))
+            .collect();
+        for w in ready {
+            job.waiting.remove(&w);
+            self.launch_stage(job, w)?;
+        }
+        Ok(())
+    }
+
+    fn task_failed(&mut self, job: &mut Job, info: TaskInfo, executor: ExecutorId, error: EmberError) -> Result<()> {
+        let count = job.failures.entry((info.key, info.partition)).or_insert(0);
+        *count += 1;
+        let attempts = *count;
+        let stage = self.stage_id(job, info.key);
+        tracing::warn!(%stage, partition = info.partition, attempts, %executor, %error, "task failed");
+        if attempts >= self.max_failures {
+            return Err(EmberError::JobFailed {
+                job: job.id,
+                stage,
+                partition: info.partition,
+                executor,
+                attempts,
+                message: error.to_string(),
+            });
+        }
+        self.launch_task(job, info.key, info.partition)
+    }
+
+    fn fetch_failed(&mut self, job: &mut Job, key: StageKey, shuffle: ShuffleId, map: usize, holder: &ExecutorId, message: &str) -> Result<()> {
+        self.tracker.unregister_map_output(shuffle, map);
+        if let Some(stage) = job.running.remove(&key) {
+            self.dispatcher.forget_stage(stage.blob.id);
+        }
+        let attempts = job.stage_attempts.entry(key).or_insert(0);
+        *attempts += 1;
+        if *attempts >= MAX_STAGE_ATTEMPTS {
+            let stage = self.stage_id(job, key);
+            return Err(EmberError::Other(format!(
+                "job {} aborted: {stage} failed {MAX_STAGE_ATTEMPTS} times because map outputs of {shuffle} could not be fetched; last: map {map} on {holder}: {message}",
+                job.id.0
+            )));
+        }
+        self.submit(job, key)
+    }
+
+    fn lose_executors(&mut self, job: &mut Job, lost: Vec<ExecutorId>) -> Result<()> {
+        for executor in lost {
+            let tasks = self.dispatcher.remove_executor(&executor);
+            self.tracker.remove_outputs_on(&executor);
+            for t in tasks {
+                if let Some(info) = job.tasks.remove(&t) {
+                    if job.running.get(&info.key).is_some_and(|r| r.attempt == info.stage_attempt) {
+                        self.launch_task(job, info.key, info.partition)?;
+                    }
+                }
+            }
+            // Waiting stages may now miss parents that were complete.
+            let waiting: Vec<StageKey> = job.waiting.iter().copied().collect();
+            for w in waiting {
+                self.submit(job, w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a shuffle's outputs (its files are deleted by the caller).
+    pub fn remove_shuffle(&mut self, shuffle: ShuffleId) {
+        self.tracker.remove_shuffle(shuffle);
+        self.shuffle_stages.remove(&shuffle);
+    }
+}

@@ -1,0 +1,154 @@
+//! Task dispatch: which executor runs which task. Keeps the free task
+//! slots of every executor and a queue of tasks waiting for one; owned by
+//! the scheduler's thread, so it needs no locks of its own.
+
+use ember_core::{ExecutorId, RddId, Result, ShuffleId, TaskId};
+use ember_rdd::stage::StageBlob;
+use ember_rdd::task::{TaskDescription, TaskResult};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+/// What the scheduler hears from executors.
+#[derive(Debug)]
+pub enum Event {
+    /// A task ended (successfully or not).
+    TaskEnded {
+        /// The task.
+        task: TaskId,
+        /// Its result.
+        result: TaskResult,
+    },
+    /// An executor died or disconnected.
+    ExecutorLost {
+        /// Which one.
+        executor: ExecutorId,
+        /// Why, as far as the driver knows.
+        reason: String,
+    },
+}
+
+/// The driver's handle on one executor.
+pub trait ExecutorEndpoint: Send + Sync {
+    /// The executor's id.
+    fn id(&self) -> ExecutorId;
+    /// Its task slots.
+    fn cores(&self) -> usize;
+    /// Sends a stage's pipeline.
+    fn send_stage(&self, blob: &StageBlob) -> Result<()>;
+    /// Starts a task.
+    fn launch(&self, desc: TaskDescription) -> Result<()>;
+    /// Drops a stage's pipeline.
+    fn forget_stage(&self, blob: u64);
+    /// Drops an RDD's cached blocks.
+    fn remove_rdd(&self, rdd: RddId);
+    /// Deletes a shuffle's files.
+    fn remove_shuffle(&self, shuffle: ShuffleId);
+    /// Stops the executor.
+    fn shutdown(&self);
+}
+
+struct Slot {
+    endpoint: Arc<dyn ExecutorEndpoint>,
+    free: usize,
+    stages: HashSet<u64>,
+}
+
+/// Free slots, queued tasks and where each running task runs.
+#[derive(Default)]
+pub struct Dispatcher {
+    executors: BTreeMap<ExecutorId, Slot>,
+    queue: VecDeque<(TaskDescription, Arc<StageBlob>)>,
+    running: HashMap<TaskId, ExecutorId>,
+}
+
+impl Dispatcher {
+    /// An empty dispatcher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an executor with all its slots free.
+    pub fn add_executor(&mut self, endpoint: Arc<dyn ExecutorEndpoint>) {
+        let free = endpoint.cores().max(1);
+        self.executors.insert(endpoint.id(), Slot { endpoint, free, stages: HashSet::new() });
+    }
+
+    /// Removes an executor; returns the tasks that were running on it.
+    pub fn remove_executor(&mut self, id: &ExecutorId) -> Vec<TaskId> {
+        self.executors.remove(id);
+        let lost: Vec<TaskId> = self.running.iter().filter(|(_, e)| *e == id).map(|(t, _)| *t).collect();
+        for t in &lost {
+            self.running.remove(t);
+        }
+        lost
+    }
+
+    /// Number of live executors.
+    pub fn num_executors(&self) -> usize {
+        self.executors.len()
+    }
+
+    /// The live executors.
+    pub fn endpoints(&self) -> Vec<Arc<dyn ExecutorEndpoint>> {
+        self.executors.values().map(|s| s.endpoint.clone()).collect()
+    }
+
+    /// Queues a task and starts what fits.
+    pub fn submit(&mut self, desc: TaskDescription, blob: Arc<StageBlob>) -> Vec<ExecutorId> {
+        self.queue.push_back((desc, blob));
+        self.dispatch()
+    }
+
+    /// Frees the slot of a finished task, starts what fits, and returns
+    /// the executor it ran on plus executors that failed to take work.
+    pub fn finished(&mut self, task: TaskId) -> (Option<ExecutorId>, Vec<ExecutorId>) {
+        let exec = self.running.remove(&task);
+        if let Some(slot) = exec.as_ref().and_then(|e| self.executors.get_mut(e)) {
+            slot.free += 1;
+        }
+        (exec, self.dispatch())
+    }
+
+    /// Where a running task runs.
+    pub fn executor_of(&self, task: TaskId) -> Option<&ExecutorId> {
+        self.running.get(&task)
+    }
+
+    /// Tells every executor that has a stage's pipeline to drop it.
+    pub fn forget_stage(&mut self, blob: u64) {
+        for slot in self.executors.values_mut() {
+            if slot.stages.remove(&blob) {
+                slot.endpoint.forget_stage(blob);
+            }
+        }
+    }
+
+    /// Starts queued tasks on free slots, the emptiest executor first.
+    /// Returns executors that could not be reached (to be treated as lost).
+    fn dispatch(&mut self) -> Vec<ExecutorId> {
+        let mut broken = Vec::new();
+        while !self.queue.is_empty() {
+            let Some((id, _)) = self.executors.iter().filter(|(_, s)| s.free > 0).max_by_key(|(_, s)| s.free) else {
+                break;
+            };
+            let id = id.clone();
+            let (desc, blob) = self.queue.pop_front().expect("queue is not empty");
+            let slot = self.executors.get_mut(&id).expect("executor exists");
+            let task = desc.task_id;
+            let sent = if slot.stages.insert(blob.id) { slot.endpoint.send_stage(&blob) } else { Ok(()) };
+            match sent.and_then(|()| slot.endpoint.launch(desc.clone())) {
+                Ok(()) => {
+                    slot.free -= 1;
+                    self.running.insert(task, id);
+                }
+                Err(_) => {
+                    // Requeue the task and stop using this executor.
+                    self.queue.push_front((desc, blob));
+                    self.executors.remove(&id);
+                    broken.push(id);
+                }
+            }
+        }
+        broken
+    }
+}
