@@ -63,7 +63,9 @@ impl MedianSample for f64 {
     }
 }
 
-/// One pass of the median filter with a cubic window of side `2 * radius + 1`.
+/// One pass of the median filter with a cubic window of side `2 * radius + 1`
+/// (radius at most 19). The result has the input's type and shape, in
+/// x-fastest ("Fortran") memory order.
 pub fn median_filter<T: MedianSample>(
     volume: ArrayView3<'_, T>,
     radius: usize,
@@ -95,7 +97,7 @@ pub fn median_filter_passes<T: MedianSample>(
     let side = radius
         .checked_mul(2)
         .and_then(|s| s.checked_add(1))
-        .filter(|&s| s <= 1625) // side³ must fit the u32 histogram counts
+        .filter(|&s| s <= MAX_SIDE)
         .ok_or_else(|| {
             ImageError::invalid("median_filter", format!("radius {radius} is too large"))
         })?;
@@ -134,13 +136,19 @@ fn rank_transform<T: MedianSample>(volume: ArrayView3<'_, T>) -> (Vec<u32>, Vec<
     (ranks, values)
 }
 
+/// Widest window: its (2r+1)³ values must fit the u16 histogram counts,
+/// which keep the fine histogram small enough to stay in cache.
+const MAX_SIDE: usize = 39;
+
 /// log2 of the number of ranks per coarse bin.
 const FINE_BITS: u32 = 6;
 
 /// Counts of ranks in the current window, at two resolutions, plus a cursor
 /// on the coarse bin that last held the median.
 struct RankHistogram {
-    fine: Vec<u32>,
+    /// Count per rank; at most `MAX_SIDE³ < 2^16`.
+    fine: Vec<u16>,
+    /// Count per block of `2^FINE_BITS` ranks.
     coarse: Vec<u32>,
     /// Coarse bin of the last median.
     cursor: usize,
@@ -189,7 +197,7 @@ impl RankHistogram {
         let mut seen = self.below;
         let start = self.cursor << FINE_BITS;
         for (r, &count) in self.fine[start..].iter().enumerate() {
-            seen += count;
+            seen += u32::from(count);
             if seen > k {
                 return (start + r) as u32;
             }
@@ -345,6 +353,14 @@ mod tests {
         assert!(got[[0, 0, 0]].is_nan());
         assert_eq!(got[[1, 0, 0]], f32::INFINITY);
         assert_eq!(got[[2, 0, 0]], f32::INFINITY);
+    }
+
+    #[test]
+    fn radius_beyond_the_histogram_limit_is_an_error() {
+        let v = Array3::from_elem((2, 2, 2), 1.0f32);
+        assert!(median_filter(v.view(), 19).is_ok());
+        assert!(median_filter(v.view(), 20).is_err());
+        assert!(median_filter(v.view(), usize::MAX).is_err());
     }
 
     #[test]

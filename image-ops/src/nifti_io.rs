@@ -810,9 +810,9 @@ where
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let suffix = if name.ends_with(".nii.gz") {
-        ".tmp.nii.gz"
+        ".nii.gz"
     } else if name.ends_with(".nii") {
-        ".tmp.nii"
+        ".nii"
     } else {
         return Err(ImageError::invalid(
             "write",
@@ -871,8 +871,10 @@ where
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // The nifti crate rewrites the extension of the path it is given, so
+    // the temporary name must have no dot before `.nii` / `.nii.gz`.
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
+        .prefix(&format!(".{}-", name.replace('.', "_")))
         .suffix(suffix)
         .tempfile_in(&dir)
         .map_err(|e| ImageError::io(path, "cannot create a temporary file beside", e))?;
