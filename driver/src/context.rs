@@ -102,6 +102,7 @@ impl Context {
     pub fn with_conf(conf: EmberConf) -> Result<Context> {
         let master = MasterUrl::parse(conf.get(keys::MASTER).unwrap_or("local[*]"))?;
         let max_failures = conf.get_usize(keys::TASK_MAX_FAILURES, 4)?;
+        let show_progress = conf.get_bool(keys::PROGRESS, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
         let default_parallelism = conf.get_usize(keys::DEFAULT_PARALLELISM, master.total_cores())?.max(1);
         let base = conf.get(keys::LOCAL_DIR).map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         let app_dir = base.join(format!(
@@ -128,7 +129,7 @@ impl Context {
             conf,
             master,
             app_dir,
-            scheduler: Mutex::new(DagScheduler::new(dispatcher, rx, max_failures)),
+            scheduler: Mutex::new(DagScheduler::new(dispatcher, rx, max_failures, show_progress)),
             backend: Mutex::new(backend),
             broadcasts,
             next_rdd: AtomicU64::new(0),

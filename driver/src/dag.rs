@@ -16,6 +16,7 @@
 //! are forgotten and its running tasks rerun elsewhere.
 
 use crate::dispatch::{Dispatcher, Event};
+use crate::progress::{ProgressBar, StageProgress};
 use crossbeam::channel::Receiver;
 use ember_core::{EmberError, ExecutorId, JobId, Result, ShuffleId, StageId, TaskId};
 use ember_rdd::accumulator::apply_updates;
@@ -47,6 +48,8 @@ pub struct JobReport {
     pub tasks_failed: usize,
     /// Wall time, in seconds.
     pub seconds: f64,
+    /// Each stage attempt: from its launch to its last task, in seconds.
+    pub stage_seconds: Vec<(StageId, f64)>,
 }
 
 struct ShuffleStage {
@@ -71,6 +74,8 @@ struct RunningStage {
     attempt: usize,
     blob: Arc<StageBlob>,
     pending: BTreeSet<usize>,
+    tasks: usize,
+    started: Instant,
 }
 
 /// Scheduler state that lives as long as the context.
@@ -85,6 +90,7 @@ pub struct DagScheduler {
     next_task: u64,
     next_blob: u64,
     reports: Vec<JobReport>,
+    progress: ProgressBar,
 }
 
 /// The shuffle dependencies reached from `rdd` through narrow ones.
@@ -130,7 +136,7 @@ struct Job {
 
 impl DagScheduler {
     /// A scheduler dispatching through `dispatcher` and hearing `events`.
-    pub fn new(dispatcher: Dispatcher, events: Receiver<Event>, max_failures: usize) -> Self {
+    pub fn new(dispatcher: Dispatcher, events: Receiver<Event>, max_failures: usize, show_progress: bool) -> Self {
         DagScheduler {
             dispatcher,
             tracker: MapOutputTracker::new(),
@@ -142,6 +148,7 @@ impl DagScheduler {
             next_task: 0,
             next_blob: 0,
             reports: Vec::new(),
+            progress: ProgressBar::new(show_progress),
         }
     }
 
@@ -222,6 +229,7 @@ impl DagScheduler {
         };
         let ancestors = self.ancestors(&job);
         let outcome = self.drive(&mut job);
+        self.progress.clear();
         for stage in job.running.values() {
             self.dispatcher.forget_stage(stage.blob.id);
         }
@@ -263,6 +271,7 @@ impl DagScheduler {
                 .map_err(|_| EmberError::Other("the executors' event channel closed".into()))?;
             match event {
                 Event::TaskEnded { task, result } => {
+                    self.draw_progress(job);
                     let (executor, broken) = self.dispatcher.finished(task);
                     self.lose_executors(job, broken)?;
                     let Some(info) = job.tasks.remove(&task) else { continue };
@@ -347,7 +356,10 @@ impl DagScheduler {
         let stage = self.stage_id(job, key);
         job.report.stages_run.push(stage);
         tracing::debug!(%stage, attempt, tasks = todo.len(), "stage submitted");
-        job.running.insert(key, RunningStage { attempt, blob: blob.clone(), pending: todo.iter().copied().collect() });
+        job.running.insert(
+            key,
+            RunningStage { attempt, blob: blob.clone(), pending: todo.iter().copied().collect(), tasks: todo.len(), started: Instant::now() },
+        );
         for p in todo {
             self.launch_task(job, key, p)?;
         }
@@ -405,6 +417,8 @@ impl DagScheduler {
     fn stage_done(&mut self, job: &mut Job, key: StageKey) -> Result<()> {
         if let Some(stage) = job.running.remove(&key) {
             self.dispatcher.forget_stage(stage.blob.id);
+            let id = self.stage_id(job, key);
+            job.report.stage_seconds.push((id, stage.started.elapsed().as_secs_f64()));
         }
         if let StageKey::Shuffle(s) = key {
             if !self.tracker.is_complete(s) {
@@ -479,6 +493,20 @@ impl DagScheduler {
             }
         }
         Ok(())
+    }
+
+    fn draw_progress(&mut self, job: &Job) {
+        let mut stages: Vec<(StageId, StageProgress)> = job
+            .running
+            .iter()
+            .map(|(k, st)| {
+                let running = job.tasks.values().filter(|t| t.key == *k && t.stage_attempt == st.attempt).count();
+                let done = st.tasks - st.pending.len();
+                (self.stage_id(job, *k), StageProgress { total: st.tasks, done, running: running.min(st.pending.len()) })
+            })
+            .collect();
+        stages.sort_by_key(|(id, _)| *id);
+        self.progress.update(&stages);
     }
 
     /// Forgets a shuffle's outputs (its files are deleted by the caller).

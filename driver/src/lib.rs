@@ -19,6 +19,7 @@ pub mod context;
 pub mod dag;
 pub mod dispatch;
 pub mod master_url;
+pub mod progress;
 
 pub use context::{Context, ContextBuilder};
 pub use dag::JobReport;
