@@ -414,6 +414,15 @@ impl<T: Data> Rdd<T> {
             use std::io::Write;
             let final_path = Path::new(d.as_str()).join(format!("part-{:05}", tc.partition));
             let tmp = Path::new(d.as_str()).join(format!(".part-{:05}.{}.tmp", tc.partition, tc.task_id.0));
+            // Removes the temporary file unless it was renamed, also when a
+            // user function panics while the partition is being written.
+            struct RemoveOnDrop<'a>(&'a Path);
+            impl Drop for RemoveOnDrop<'_> {
+                fn drop(&mut self) {
+                    let _ = std::fs::remove_file(self.0);
+                }
+            }
+            let _cleanup = RemoveOnDrop(&tmp);
             let write = || -> std::io::Result<()> {
                 let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
                 for x in it {
