@@ -23,6 +23,15 @@ pub mod keys {
     pub const APP_NAME: &str = "ember.app.name";
     /// Whether the console progress bar is shown.
     pub const PROGRESS: &str = "ember.ui.showConsoleProgress";
+    /// Interval of executor heartbeats (default 1s).
+    pub const HEARTBEAT_INTERVAL: &str = "ember.executor.heartbeatInterval";
+    /// Silence after which an executor is lost (default 10s).
+    pub const NETWORK_TIMEOUT: &str = "ember.network.timeout";
+    /// Lost executor processes replaced over an application's life
+    /// (default twice the executor count).
+    pub const MAX_RELAUNCHES: &str = "ember.executor.maxRelaunches";
+    /// How long a job waits for an executor when none is left (default 30s).
+    pub const EXECUTOR_WAIT: &str = "ember.scheduler.executorWaitTimeout";
 }
 
 /// Configuration of one application: string keys to string values.
@@ -135,6 +144,15 @@ impl EmberConf {
         }
     }
 
+    /// A duration (`500ms`, `10s`; plain numbers are seconds), `default`
+    /// when unset.
+    pub fn get_duration(&self, key: &str, default: std::time::Duration) -> Result<std::time::Duration> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => parse_duration(v).map_err(|message| EmberError::Conf { key: key.to_string(), message }),
+        }
+    }
+
     /// A size in bytes (`512m`, `2g`, `1024k`, plain bytes), `default`
     /// when unset. Units are powers of 1024, as in Spark.
     pub fn get_bytes(&self, key: &str, default: u64) -> Result<u64> {
@@ -146,6 +164,28 @@ impl EmberConf {
             }),
         }
     }
+}
+
+/// Parses a duration such as `500ms`, `10s`, `2m`, `1h`; a plain number
+/// is seconds, as in Spark.
+pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, unit_secs) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix("min").or_else(|| t.strip_suffix('m')) {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t.as_str(), 1.0)
+    };
+    let value: f64 = num.trim().parse().map_err(|_| format!("{text:?} is not a duration such as 500ms or 10s"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("{text:?} is not a non-negative duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(value * unit_secs))
 }
 
 /// Parses a size such as `512m`, `2g`, `1.5g` or `4096` (bytes).
@@ -181,6 +221,16 @@ mod tests {
         assert_eq!(parse_bytes("4096"), Ok(4096));
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("-1g").is_err());
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

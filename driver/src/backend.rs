@@ -28,20 +28,14 @@ pub type BroadcastStore = Arc<Mutex<HashMap<BroadcastId, Arc<Vec<u8>>>>>;
 
 /// Executors started for a context, and what is needed to stop them.
 pub struct Backend {
-    /// Their endpoints.
+    /// The executors registered at start.
     pub endpoints: Vec<Arc<dyn ExecutorEndpoint>>,
-    children: Vec<Child>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Backend {
     /// Starts the executors `url` asks for, reporting to `events`.
-    pub fn start(
-        url: &MasterUrl,
-        app_dir: &Path,
-        events: Sender<Event>,
-        broadcasts: BroadcastStore,
-        executor_binary: Option<PathBuf>,
-    ) -> Result<Backend> {
+    pub fn start(url: &MasterUrl, app_dir: &Path, events: Sender<Event>, broadcasts: BroadcastStore, cluster: ClusterSettings) -> Result<Backend> {
         match url {
             MasterUrl::Local { threads } => {
                 let env = Arc::new(TaskEnv {
@@ -56,36 +50,47 @@ impl Backend {
                 });
                 let executor = Executor::start(env, *threads, sink);
                 let endpoint: Arc<dyn ExecutorEndpoint> = Arc::new(LocalEndpoint { executor, cores: *threads });
-                Ok(Backend { endpoints: vec![endpoint], children: Vec::new() })
+                Ok(Backend { endpoints: vec![endpoint], cluster: None })
             }
-            MasterUrl::LocalCluster { executors, cores, .. } => {
-                start_local_cluster(*executors, *cores, app_dir, events, broadcasts, executor_binary)
-            }
+            MasterUrl::LocalCluster { .. } => start_local_cluster(cluster, app_dir, events, broadcasts),
         }
     }
 
     /// Stops every executor and waits for executor processes to exit.
     pub fn stop(&mut self) {
-        for e in &self.endpoints {
-            e.shutdown();
+        let Some(cluster) = self.cluster.take() else { return };
+        cluster.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        for (_, conn) in cluster.last_seen.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
         }
+        // Wake the acceptor so it sees `stopping`.
+        let _ = TcpStream::connect(&cluster.address);
+        let mut children = std::mem::take(&mut *cluster.children.lock().unwrap_or_else(|p| p.into_inner()));
         let deadline = Instant::now() + Duration::from_secs(5);
-        for child in &mut self.children {
+        for child in children.values_mut() {
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
             }
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.children.clear();
     }
 
-    /// Process ids of executor processes (for fault-injection tests).
-    pub fn executor_pids(&self) -> Vec<u32> {
-        self.children.iter().map(Child::id).collect()
+    /// Process ids of live executor processes by executor id (for
+    /// fault-injection tests).
+    pub fn executor_pids(&self) -> Vec<(ExecutorId, u32)> {
+        match &self.cluster {
+            None => Vec::new(),
+            Some(c) => {
+                let mut v: Vec<(ExecutorId, u32)> =
+                    c.children.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(id, ch)| (id.clone(), ch.id())).collect();
+                v.sort();
+                v
+            }
+        }
     }
 }
 
@@ -162,38 +167,120 @@ impl ExecutorEndpoint for RemoteEndpoint {
     }
 }
 
-fn start_local_cluster(
-    n: usize,
-    cores: usize,
+/// Settings of a local cluster's executor processes.
+pub struct ClusterSettings {
+    /// Executor processes.
+    pub executors: usize,
+    /// Task threads each.
+    pub cores: usize,
+    /// Executable to start (the driver's own unless a test says otherwise).
+    pub binary: PathBuf,
+    /// Milliseconds between executor heartbeats.
+    pub heartbeat: Duration,
+    /// Silence after which an executor counts as lost.
+    pub timeout: Duration,
+    /// How many lost executors are replaced over the application's life.
+    pub relaunches: usize,
+}
+
+/// What the acceptor, readers and monitor threads of a local cluster share.
+struct Cluster {
+    settings: ClusterSettings,
+    address: String,
+    app_dir: PathBuf,
+    events: Sender<Event>,
+    broadcasts: BroadcastStore,
+    children: Mutex<HashMap<ExecutorId, Child>>,
+    last_seen: Mutex<HashMap<ExecutorId, (Instant, TcpStream)>>,
+    next_id: std::sync::atomic::AtomicUsize,
+    relaunches_left: std::sync::atomic::AtomicUsize,
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl Cluster {
+    fn spawn_executor(&self) -> Result<()> {
+        let i = self.next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = ExecutorId(i.to_string());
+        let child = Command::new(&self.settings.binary)
+            .env(env_vars::DRIVER, &self.address)
+            .env(env_vars::ID, &id.0)
+            .env(env_vars::CORES, self.settings.cores.to_string())
+            .env(env_vars::DIR, self.app_dir.join(format!("executor-{i}")))
+            .env(env_vars::HEARTBEAT_MS, self.settings.heartbeat.as_millis().to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| EmberError::io(&self.settings.binary, "start executor", e))?;
+        self.children.lock().unwrap_or_else(|p| p.into_inner()).insert(id, child);
+        Ok(())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Called when an executor's connection ends: reap it and, budget
+    /// permitting, start a replacement.
+    fn executor_ended(&self, id: &ExecutorId, reason: String) {
+        self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        if let Some(mut child) = self.children.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.stopping() {
+            return;
+        }
+        let _ = self.events.send(Event::ExecutorLost { executor: id.clone(), reason });
+        let budget = self.relaunches_left.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if budget.is_ok() {
+            if let Err(e) = self.spawn_executor() {
+                tracing::warn!(%e, "could not replace a lost executor");
+            }
+        }
+    }
+}
+
+/// Starts `settings.executors` executor processes of this binary and waits
+/// until they have registered; later registrations (replacements) arrive
+/// as [`Event::ExecutorAdded`].
+pub fn start_local_cluster(
+    settings: ClusterSettings,
     app_dir: &Path,
     events: Sender<Event>,
     broadcasts: BroadcastStore,
-    executor_binary: Option<PathBuf>,
 ) -> Result<Backend> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| EmberError::Network(format!("bind driver port: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| EmberError::Network(e.to_string()))?.to_string();
-    let exe = match executor_binary {
-        Some(p) => p,
-        None => std::env::current_exe().map_err(|e| EmberError::io("current executable", "locate", e))?,
-    };
-    let mut children = Vec::new();
-    for i in 0..n {
-        let child = Command::new(&exe)
-            .env(env_vars::DRIVER, &addr)
-            .env(env_vars::ID, i.to_string())
-            .env(env_vars::CORES, cores.to_string())
-            .env(env_vars::DIR, app_dir.join(format!("executor-{i}")))
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| EmberError::io(&exe, "start executor", e))?;
-        children.push(child);
+    let address = listener.local_addr().map_err(|e| EmberError::Network(e.to_string()))?.to_string();
+    let n = settings.executors;
+    let cluster = Arc::new(Cluster {
+        relaunches_left: std::sync::atomic::AtomicUsize::new(settings.relaunches),
+        settings,
+        address: address.clone(),
+        app_dir: app_dir.to_path_buf(),
+        events,
+        broadcasts,
+        children: Mutex::new(HashMap::new()),
+        last_seen: Mutex::new(HashMap::new()),
+        next_id: std::sync::atomic::AtomicUsize::new(0),
+        stopping: std::sync::atomic::AtomicBool::new(false),
+    });
+    let mut backend = Backend { endpoints: Vec::new(), cluster: Some(cluster.clone()) };
+    for _ in 0..n {
+        if let Err(e) = cluster.spawn_executor() {
+            backend.stop();
+            return Err(e);
+        }
     }
-    let mut backend = Backend { endpoints: Vec::new(), children };
+    // The first registrations are awaited here; the acceptor thread takes
+    // every later one.
     listener.set_nonblocking(true).map_err(|e| EmberError::Network(e.to_string()))?;
     let deadline = Instant::now() + REGISTRATION_TIMEOUT;
     while backend.endpoints.len() < n {
         match listener.accept() {
-            Ok((conn, _)) => match register(conn, events.clone(), broadcasts.clone()) {
+            Ok((conn, _)) => match register(conn, &cluster) {
                 Ok(ep) => backend.endpoints.push(ep),
                 Err(e) => {
                     backend.stop();
@@ -201,11 +288,16 @@ fn start_local_cluster(
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let exited = backend.children.iter_mut().any(|c| matches!(c.try_wait(), Ok(Some(_))));
+                let exited = cluster
+                    .children
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values_mut()
+                    .any(|c| matches!(c.try_wait(), Ok(Some(_))));
                 if exited || Instant::now() > deadline {
                     backend.stop();
                     return Err(EmberError::Network(format!(
-                        "only {} of {n} executor processes registered with the driver at {addr}",
+                        "only {} of {n} executor processes registered with the driver at {address}",
                         backend.endpoints.len()
                     )));
                 }
@@ -217,11 +309,55 @@ fn start_local_cluster(
             }
         }
     }
+    listener.set_nonblocking(false).map_err(|e| EmberError::Network(e.to_string()))?;
+    {
+        let cluster = cluster.clone();
+        std::thread::Builder::new()
+            .name("ember-driver-acceptor".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if cluster.stopping() {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    match register(conn, &cluster) {
+                        Ok(ep) => {
+                            let _ = cluster.events.send(Event::ExecutorAdded(ep));
+                        }
+                        Err(e) => tracing::warn!(%e, "executor registration failed"),
+                    }
+                }
+            })
+            .map_err(|e| EmberError::Network(format!("start acceptor: {e}")))?;
+    }
+    {
+        let cluster = cluster.clone();
+        std::thread::Builder::new()
+            .name("ember-driver-heartbeats".into())
+            .spawn(move || monitor_heartbeats(&cluster))
+            .map_err(|e| EmberError::Network(format!("start heartbeat monitor: {e}")))?;
+    }
     Ok(backend)
 }
 
+/// Cuts the connection of executors silent for longer than the timeout;
+/// their reader threads then report them lost.
+fn monitor_heartbeats(cluster: &Cluster) {
+    let period = (cluster.settings.timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
+    while !cluster.stopping() {
+        std::thread::sleep(period);
+        let seen = cluster.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, (at, conn)) in seen.iter() {
+            if at.elapsed() > cluster.settings.timeout {
+                tracing::warn!(%id, "no heartbeat for {:?}", at.elapsed());
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
 /// Completes one executor's registration and starts reading its messages.
-fn register(conn: TcpStream, events: Sender<Event>, broadcasts: BroadcastStore) -> Result<Arc<dyn ExecutorEndpoint>> {
+fn register(conn: TcpStream, cluster: &Arc<Cluster>) -> Result<Arc<dyn ExecutorEndpoint>> {
     let mut reader = conn;
     reader.set_nonblocking(false).map_err(|e| EmberError::Network(e.to_string()))?;
     let _ = reader.set_nodelay(true);
@@ -239,29 +375,44 @@ fn register(conn: TcpStream, events: Sender<Event>, broadcasts: BroadcastStore) 
     }
     send(&mut *writer.lock().unwrap_or_else(|p| p.into_inner()), &DriverMessage::Registered)?;
     let _ = reader.set_read_timeout(None);
+    let watch = reader.try_clone().map_err(|e| EmberError::Network(e.to_string()))?;
+    cluster.last_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), (Instant::now(), watch));
     let endpoint = Arc::new(RemoteEndpoint { id: id.clone(), cores, writer: writer.clone() });
+    let cluster = cluster.clone();
     std::thread::Builder::new()
         .name(format!("ember-driver-{id}"))
         .spawn(move || {
-            let reason = loop {
-                match recv::<ExecutorMessage>(&mut reader, "executor message") {
-                    Ok(Some(ExecutorMessage::Status(task, result))) => {
-                        let _ = events.send(Event::TaskEnded { task, result });
-                    }
-                    Ok(Some(ExecutorMessage::GetBroadcast(bid))) => {
-                        let bytes = broadcasts.lock().unwrap_or_else(|p| p.into_inner()).get(&bid).cloned();
-                        let reply = bytes
-                            .map(|b| serde_bytes::ByteBuf::from(b.as_ref().clone()))
-                            .ok_or_else(|| EmberError::Other(format!("{bid} is not known to the driver")));
-                        let _ = send(&mut *writer.lock().unwrap_or_else(|p| p.into_inner()), &DriverMessage::Broadcast(bid, reply));
-                    }
-                    Ok(Some(other)) => break format!("unexpected message {other:?}"),
-                    Ok(None) => break "connection closed".to_string(),
-                    Err(e) => break e.to_string(),
-                }
-            };
-            let _ = events.send(Event::ExecutorLost { executor: id, reason });
+            let reason = read_executor(&mut reader, &id, &writer, &cluster);
+            cluster.executor_ended(&id, reason);
         })
         .map_err(|e| EmberError::Network(format!("start executor reader: {e}")))?;
     Ok(endpoint)
+}
+
+/// Handles one executor's messages until its connection ends; returns why.
+fn read_executor(reader: &mut TcpStream, id: &ExecutorId, writer: &Mutex<TcpStream>, cluster: &Cluster) -> String {
+    loop {
+        let msg = match recv::<ExecutorMessage>(reader, "executor message") {
+            Ok(Some(m)) => m,
+            Ok(None) => return "connection closed".to_string(),
+            Err(e) => return e.to_string(),
+        };
+        if let Some(seen) = cluster.last_seen.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
+            seen.0 = Instant::now();
+        }
+        match msg {
+            ExecutorMessage::Status(task, result) => {
+                let _ = cluster.events.send(Event::TaskEnded { task, result });
+            }
+            ExecutorMessage::GetBroadcast(bid) => {
+                let bytes = cluster.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).get(&bid).cloned();
+                let reply = bytes
+                    .map(|b| serde_bytes::ByteBuf::from(b.as_ref().clone()))
+                    .ok_or_else(|| EmberError::Other(format!("{bid} is not known to the driver")));
+                let _ = send(&mut *writer.lock().unwrap_or_else(|p| p.into_inner()), &DriverMessage::Broadcast(bid, reply));
+            }
+            ExecutorMessage::Heartbeat => {}
+            other => return format!("unexpected message {other:?}"),
+        }
+    }
 }

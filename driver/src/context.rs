@@ -2,7 +2,7 @@
 //! for the master URL, creates source RDDs, broadcasts and accumulators,
 //! and runs the jobs RDD actions submit.
 
-use crate::backend::{Backend, BroadcastStore};
+use crate::backend::{Backend, BroadcastStore, ClusterSettings};
 use crate::dag::{DagScheduler, JobReport};
 use crate::dispatch::Dispatcher;
 use crate::master_url::MasterUrl;
@@ -19,6 +19,7 @@ use ember_rdd::{JobRunner, Rdd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Configuration key naming another executable to start as executors
 /// (tests use it to check that a mismatched binary is refused).
@@ -113,8 +114,26 @@ impl Context {
         std::fs::create_dir_all(&app_dir).map_err(|e| EmberError::io(&app_dir, "create local dir", e))?;
         let (tx, rx) = unbounded();
         let broadcasts: BroadcastStore = Arc::default();
-        let executor_binary = conf.get(EXECUTOR_BINARY_KEY).map(PathBuf::from);
-        let backend = match Backend::start(&master, &app_dir, tx, broadcasts.clone(), executor_binary) {
+        let cluster = ClusterSettings {
+            executors: match master {
+                MasterUrl::LocalCluster { executors, .. } => executors,
+                MasterUrl::Local { .. } => 0,
+            },
+            cores: match master {
+                MasterUrl::LocalCluster { cores, .. } => cores,
+                MasterUrl::Local { threads } => threads,
+            },
+            binary: match conf.get(EXECUTOR_BINARY_KEY) {
+                Some(p) => PathBuf::from(p),
+                None => std::env::current_exe().map_err(|e| EmberError::io("current executable", "locate", e))?,
+            },
+            heartbeat: conf.get_duration(keys::HEARTBEAT_INTERVAL, Duration::from_secs(1))?,
+            timeout: conf.get_duration(keys::NETWORK_TIMEOUT, Duration::from_secs(10))?,
+            relaunches: 0,
+        };
+        let cluster = ClusterSettings { relaunches: conf.get_usize(keys::MAX_RELAUNCHES, 2 * cluster.executors)?, ..cluster };
+        let executor_wait = conf.get_duration(keys::EXECUTOR_WAIT, Duration::from_secs(30))?;
+        let backend = match Backend::start(&master, &app_dir, tx, broadcasts.clone(), cluster) {
             Ok(b) => b,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&app_dir);
@@ -123,13 +142,13 @@ impl Context {
         };
         let mut dispatcher = Dispatcher::new();
         for ep in &backend.endpoints {
-            dispatcher.add_executor(ep.clone());
+            let _unreachable = dispatcher.add_executor(ep.clone());
         }
         let inner = ContextInner {
             conf,
             master,
             app_dir,
-            scheduler: Mutex::new(DagScheduler::new(dispatcher, rx, max_failures, show_progress)),
+            scheduler: Mutex::new(DagScheduler::new(dispatcher, rx, max_failures, show_progress, executor_wait)),
             backend: Mutex::new(backend),
             broadcasts,
             next_rdd: AtomicU64::new(0),
@@ -217,8 +236,9 @@ impl Context {
         self.inner.scheduler.lock().unwrap_or_else(|p| p.into_inner()).reports().to_vec()
     }
 
-    /// Process ids of executor processes (empty in `local[N]`).
-    pub fn executor_pids(&self) -> Vec<u32> {
+    /// Live executor processes and their process ids (empty in
+    /// `local[N]`).
+    pub fn executor_pids(&self) -> Vec<(ember_core::ExecutorId, u32)> {
         self.inner.backend.lock().unwrap_or_else(|p| p.into_inner()).executor_pids()
     }
 

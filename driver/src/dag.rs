@@ -27,7 +27,7 @@ use ember_rdd::task::{TaskDescription, TaskOutput};
 use ember_shuffle::MapOutputTracker;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Consecutive attempts of one stage before the job fails.
 pub const MAX_STAGE_ATTEMPTS: usize = 4;
@@ -91,6 +91,7 @@ pub struct DagScheduler {
     next_blob: u64,
     reports: Vec<JobReport>,
     progress: ProgressBar,
+    executor_wait: Duration,
 }
 
 /// The shuffle dependencies reached from `rdd` through narrow ones.
@@ -136,7 +137,7 @@ struct Job {
 
 impl DagScheduler {
     /// A scheduler dispatching through `dispatcher` and hearing `events`.
-    pub fn new(dispatcher: Dispatcher, events: Receiver<Event>, max_failures: usize, show_progress: bool) -> Self {
+    pub fn new(dispatcher: Dispatcher, events: Receiver<Event>, max_failures: usize, show_progress: bool, executor_wait: Duration) -> Self {
         DagScheduler {
             dispatcher,
             tracker: MapOutputTracker::new(),
@@ -149,6 +150,7 @@ impl DagScheduler {
             next_blob: 0,
             reports: Vec::new(),
             progress: ProgressBar::new(show_progress),
+            executor_wait,
         }
     }
 
@@ -262,13 +264,19 @@ impl DagScheduler {
     fn drive(&mut self, job: &mut Job) -> Result<()> {
         self.submit(job, StageKey::Result)?;
         while job.remaining > 0 {
-            if self.dispatcher.num_executors() == 0 {
-                return Err(EmberError::Other(format!("job {} failed: no executors are left", job.id.0)));
-            }
-            let event = self
-                .events
-                .recv()
-                .map_err(|_| EmberError::Other("the executors' event channel closed".into()))?;
+            let event = if self.dispatcher.num_executors() == 0 {
+                // Wait a while for a replacement before giving up.
+                self.events.recv_timeout(self.executor_wait).map_err(|_| {
+                    EmberError::Other(format!(
+                        "job {} aborted: all executors were lost and none came back within {:?}",
+                        job.id.0, self.executor_wait
+                    ))
+                })?
+            } else {
+                self.events
+                    .recv()
+                    .map_err(|_| EmberError::Other("the executors' event channel closed".into()))?
+            };
             match event {
                 Event::TaskEnded { task, result } => {
                     self.draw_progress(job);
@@ -296,6 +304,11 @@ impl DagScheduler {
                             self.task_failed(job, info, executor, e)?;
                         }
                     }
+                }
+                Event::ExecutorAdded(endpoint) => {
+                    tracing::info!(executor = %endpoint.id(), "executor added");
+                    let broken = self.dispatcher.add_executor(endpoint);
+                    self.lose_executors(job, broken)?;
                 }
                 Event::ExecutorLost { executor, reason } => {
                     tracing::warn!(%executor, %reason, "executor lost");

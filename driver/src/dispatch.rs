@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// What the scheduler hears from executors.
-#[derive(Debug)]
 pub enum Event {
     /// A task ended (successfully or not).
     TaskEnded {
@@ -18,6 +17,8 @@ pub enum Event {
         /// Its result.
         result: TaskResult,
     },
+    /// An executor registered after the context started (a replacement).
+    ExecutorAdded(Arc<dyn ExecutorEndpoint>),
     /// An executor died or disconnected.
     ExecutorLost {
         /// Which one.
@@ -67,10 +68,12 @@ impl Dispatcher {
         Self::default()
     }
 
-    /// Adds an executor with all its slots free.
-    pub fn add_executor(&mut self, endpoint: Arc<dyn ExecutorEndpoint>) {
+    /// Adds an executor with all its slots free and starts queued tasks
+    /// on it; returns executors that could not be reached.
+    pub fn add_executor(&mut self, endpoint: Arc<dyn ExecutorEndpoint>) -> Vec<ExecutorId> {
         let free = endpoint.cores().max(1);
         self.executors.insert(endpoint.id(), Slot { endpoint, free, stages: HashSet::new() });
+        self.dispatch()
     }
 
     /// Removes an executor; returns the tasks that were running on it.

@@ -56,12 +56,20 @@ pub fn run_from_env() -> Result<()> {
         message: "not a number".into(),
     })?;
     let dir = PathBuf::from(var(env_vars::DIR)?);
-    let result = run(&driver, id, cores, dir.clone());
+    let heartbeat = std::env::var(env_vars::HEARTBEAT_MS)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_HEARTBEAT);
+    let result = run(&driver, id, cores, dir.clone(), heartbeat);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn run(driver: &str, id: ExecutorId, cores: usize, dir: PathBuf) -> Result<()> {
+/// Heartbeat interval when the driver does not set one.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+
+fn run(driver: &str, id: ExecutorId, cores: usize, dir: PathBuf, heartbeat: Duration) -> Result<()> {
     let files = ShuffleFiles::new(&dir);
     let block_address = block_server::start(files.clone(), "127.0.0.1")?;
     let mut reader = TcpStream::connect(driver).map_err(|e| EmberError::Network(format!("connect to driver {driver}: {e}")))?;
@@ -82,6 +90,18 @@ fn run(driver: &str, id: ExecutorId, cores: usize, dir: PathBuf) -> Result<()> {
         Some(DriverMessage::Registered) => {}
         Some(DriverMessage::Refused(e)) => return Err(e),
         other => return Err(EmberError::Network(format!("unexpected registration reply {other:?}"))),
+    }
+
+    {
+        let send_msg = send_msg.clone();
+        std::thread::Builder::new()
+            .name("ember-heartbeat".into())
+            .spawn(move || {
+                while send_msg(&ExecutorMessage::Heartbeat).is_ok() {
+                    std::thread::sleep(heartbeat);
+                }
+            })
+            .map_err(|e| EmberError::Other(format!("start heartbeat thread: {e}")))?;
     }
 
     let waiting: Arc<Mutex<HashMap<BroadcastId, Vec<Sender<Result<Vec<u8>>>>>>> = Arc::default();

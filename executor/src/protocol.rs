@@ -16,6 +16,8 @@ pub mod env_vars {
     pub const CORES: &str = "EMBER__EXECUTOR_CORES";
     /// Local folder for shuffle files.
     pub const DIR: &str = "EMBER__EXECUTOR_DIR";
+    /// Milliseconds between heartbeats.
+    pub const HEARTBEAT_MS: &str = "EMBER__EXECUTOR_HEARTBEAT_MS";
 }
 
 /// From driver to executor.
@@ -61,4 +63,6 @@ pub enum ExecutorMessage {
     Status(TaskId, TaskResult),
     /// Asks for a broadcast value.
     GetBroadcast(BroadcastId),
+    /// Still alive.
+    Heartbeat,
 }
