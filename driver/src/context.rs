@@ -75,6 +75,7 @@ pub struct ContextInner {
     scheduler: Mutex<DagScheduler>,
     backend: Mutex<Backend>,
     broadcasts: BroadcastStore,
+    checkpoint_dir: Mutex<Option<PathBuf>>,
     next_rdd: AtomicU64,
     next_shuffle: AtomicU64,
     default_parallelism: usize,
@@ -103,15 +104,24 @@ impl Context {
     pub fn with_conf(conf: EmberConf) -> Result<Context> {
         let master = MasterUrl::parse(conf.get(keys::MASTER).unwrap_or("local[*]"))?;
         let max_failures = conf.get_usize(keys::TASK_MAX_FAILURES, 4)?;
-        let show_progress = conf.get_bool(keys::PROGRESS, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
-        let default_parallelism = conf.get_usize(keys::DEFAULT_PARALLELISM, master.total_cores())?.max(1);
-        let base = conf.get(keys::LOCAL_DIR).map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let show_progress = conf.get_bool(
+            keys::PROGRESS,
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )?;
+        let default_parallelism = conf
+            .get_usize(keys::DEFAULT_PARALLELISM, master.total_cores())?
+            .max(1);
+        let base = conf
+            .get(keys::LOCAL_DIR)
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
         let app_dir = base.join(format!(
             "ember-{}-{}",
             std::process::id(),
             NEXT_APP.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&app_dir).map_err(|e| EmberError::io(&app_dir, "create local dir", e))?;
+        std::fs::create_dir_all(&app_dir)
+            .map_err(|e| EmberError::io(&app_dir, "create local dir", e))?;
         let (tx, rx) = unbounded();
         let broadcasts: BroadcastStore = Arc::default();
         let cluster = ClusterSettings {
@@ -125,13 +135,17 @@ impl Context {
             },
             binary: match conf.get(EXECUTOR_BINARY_KEY) {
                 Some(p) => PathBuf::from(p),
-                None => std::env::current_exe().map_err(|e| EmberError::io("current executable", "locate", e))?,
+                None => std::env::current_exe()
+                    .map_err(|e| EmberError::io("current executable", "locate", e))?,
             },
             heartbeat: conf.get_duration(keys::HEARTBEAT_INTERVAL, Duration::from_secs(1))?,
             timeout: conf.get_duration(keys::NETWORK_TIMEOUT, Duration::from_secs(10))?,
             relaunches: 0,
         };
-        let cluster = ClusterSettings { relaunches: conf.get_usize(keys::MAX_RELAUNCHES, 2 * cluster.executors)?, ..cluster };
+        let cluster = ClusterSettings {
+            relaunches: conf.get_usize(keys::MAX_RELAUNCHES, 2 * cluster.executors)?,
+            ..cluster
+        };
         let executor_wait = conf.get_duration(keys::EXECUTOR_WAIT, Duration::from_secs(30))?;
         let backend = match Backend::start(&master, &app_dir, tx, broadcasts.clone(), cluster) {
             Ok(b) => b,
@@ -148,14 +162,23 @@ impl Context {
             conf,
             master,
             app_dir,
-            scheduler: Mutex::new(DagScheduler::new(dispatcher, rx, max_failures, show_progress, executor_wait)),
+            scheduler: Mutex::new(DagScheduler::new(
+                dispatcher,
+                rx,
+                max_failures,
+                show_progress,
+                executor_wait,
+            )),
             backend: Mutex::new(backend),
             broadcasts,
+            checkpoint_dir: Mutex::new(None),
             next_rdd: AtomicU64::new(0),
             next_shuffle: AtomicU64::new(0),
             default_parallelism,
         };
-        Ok(Context { inner: Arc::new(inner) })
+        Ok(Context {
+            inner: Arc::new(inner),
+        })
     }
 
     fn runner(&self) -> Arc<dyn JobRunner> {
@@ -195,20 +218,38 @@ impl Context {
     /// `start, start + step, ...` up to `end` (exclusive) in `slices`
     /// partitions (0: the default).
     pub fn range(&self, start: i64, end: i64, step: i64, slices: usize) -> Result<Rdd<i64>> {
-        let node = RangeNode::new(self.inner.new_rdd_id(), start, end, step, self.slices(slices))?;
+        let node = RangeNode::new(
+            self.inner.new_rdd_id(),
+            start,
+            end,
+            step,
+            self.slices(slices),
+        )?;
         Ok(Rdd::from_node(self.runner(), Arc::new(node)))
     }
 
     /// Lines of a text file, or of every visible file in a folder, split
     /// into at least `min_partitions` byte ranges where the data allows.
     pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<String>> {
-        let node = TextFileNode::new(self.inner.new_rdd_id(), path.as_ref(), self.slices(min_partitions))?;
+        let node = TextFileNode::new(
+            self.inner.new_rdd_id(),
+            path.as_ref(),
+            self.slices(min_partitions),
+        )?;
         Ok(Rdd::from_node(self.runner(), Arc::new(node)))
     }
 
     /// `(path, bytes)` of every visible file in folder `dir`.
-    pub fn binary_files(&self, dir: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<(String, Vec<u8>)>> {
-        let node = BinaryFilesNode::new(self.inner.new_rdd_id(), dir.as_ref(), self.slices(min_partitions))?;
+    pub fn binary_files(
+        &self,
+        dir: impl AsRef<Path>,
+        min_partitions: usize,
+    ) -> Result<Rdd<(String, Vec<u8>)>> {
+        let node = BinaryFilesNode::new(
+            self.inner.new_rdd_id(),
+            dir.as_ref(),
+            self.slices(min_partitions),
+        )?;
         Ok(Rdd::from_node(self.runner(), Arc::new(node)))
     }
 
@@ -226,6 +267,20 @@ impl Context {
         Ok(handle)
     }
 
+    /// Sets the folder reliable checkpoints are written under (created if
+    /// missing).
+    pub fn set_checkpoint_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| EmberError::io(dir, "create checkpoint folder", e))?;
+        *self
+            .inner
+            .checkpoint_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(dir.to_path_buf());
+        Ok(())
+    }
+
     /// An accumulator starting at `initial`.
     pub fn accumulator<T: AccumValue>(&self, initial: T) -> Accumulator<T> {
         Accumulator::new(initial)
@@ -233,13 +288,22 @@ impl Context {
 
     /// What every job so far did (stages run and skipped, tasks).
     pub fn job_reports(&self) -> Vec<JobReport> {
-        self.inner.scheduler.lock().unwrap_or_else(|p| p.into_inner()).reports().to_vec()
+        self.inner
+            .scheduler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reports()
+            .to_vec()
     }
 
     /// Live executor processes and their process ids (empty in
     /// `local[N]`).
     pub fn executor_pids(&self) -> Vec<(ember_core::ExecutorId, u32)> {
-        self.inner.backend.lock().unwrap_or_else(|p| p.into_inner()).executor_pids()
+        self.inner
+            .backend
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .executor_pids()
     }
 
     /// Stops the executors and deletes the application's local files.
@@ -251,7 +315,10 @@ impl Context {
 
 impl ContextInner {
     fn stop(&self) {
-        self.backend.lock().unwrap_or_else(|p| p.into_inner()).stop();
+        self.backend
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stop();
         let _ = std::fs::remove_dir_all(&self.app_dir);
     }
 }
@@ -276,7 +343,10 @@ impl JobRunner for ContextInner {
     }
 
     fn run_job(&self, root: Arc<dyn StageRoot>, partitions: Vec<usize>) -> Result<Vec<Vec<u8>>> {
-        self.scheduler.lock().unwrap_or_else(|p| p.into_inner()).run_job(root, partitions)
+        self.scheduler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .run_job(root, partitions)
     }
 
     fn unpersist(&self, rdd: RddId) {
@@ -286,7 +356,17 @@ impl JobRunner for ContextInner {
         }
     }
 
+    fn checkpoint_dir(&self) -> Option<PathBuf> {
+        self.checkpoint_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn register_broadcast(&self, id: BroadcastId, bytes: Vec<u8>) {
-        self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::new(bytes));
+        self.broadcasts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::new(bytes));
     }
 }

@@ -50,6 +50,11 @@ pub struct JobReport {
     pub seconds: f64,
     /// Each stage attempt: from its launch to its last task, in seconds.
     pub stage_seconds: Vec<(StageId, f64)>,
+    /// Largest shipped pipeline of the job's stages (its nodes' encoded
+    /// state, in bytes): what every task of the stage carries.
+    pub max_stage_bytes: usize,
+    /// Most nodes in one shipped pipeline.
+    pub max_stage_nodes: usize,
 }
 
 struct ShuffleStage {
@@ -103,7 +108,7 @@ fn direct_shuffles(rdd: Arc<dyn RddNode>) -> Vec<Arc<dyn ShuffleDep>> {
         if !seen.insert(node.core().id) {
             continue;
         }
-        for dep in node.dependencies() {
+        for dep in ember_rdd::node::lineage_dependencies(node.as_ref()) {
             match dep {
                 Dependency::Narrow(p) => stack.push(p),
                 Dependency::Shuffle(s) => {
@@ -137,7 +142,13 @@ struct Job {
 
 impl DagScheduler {
     /// A scheduler dispatching through `dispatcher` and hearing `events`.
-    pub fn new(dispatcher: Dispatcher, events: Receiver<Event>, max_failures: usize, show_progress: bool, executor_wait: Duration) -> Self {
+    pub fn new(
+        dispatcher: Dispatcher,
+        events: Receiver<Event>,
+        max_failures: usize,
+        show_progress: bool,
+        executor_wait: Duration,
+    ) -> Self {
         DagScheduler {
             dispatcher,
             tracker: MapOutputTracker::new(),
@@ -185,7 +196,8 @@ impl DagScheduler {
             let num_maps = dep.parent().core().partitions;
             self.tracker.register_shuffle(sid, num_maps);
             let id = self.new_stage_id();
-            self.shuffle_stages.insert(sid, ShuffleStage { id, dep, parents });
+            self.shuffle_stages
+                .insert(sid, ShuffleStage { id, dep, parents });
             stack.extend(parents_deps);
         }
         ids
@@ -194,7 +206,11 @@ impl DagScheduler {
     fn parents_of(&self, job: &Job, key: StageKey) -> Vec<ShuffleId> {
         match key {
             StageKey::Result => job.result_parents.clone(),
-            StageKey::Shuffle(s) => self.shuffle_stages.get(&s).map(|st| st.parents.clone()).unwrap_or_default(),
+            StageKey::Shuffle(s) => self
+                .shuffle_stages
+                .get(&s)
+                .map(|st| st.parents.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -206,7 +222,11 @@ impl DagScheduler {
     }
 
     /// Runs `root` over `partitions` of its RDD; results in that order.
-    pub fn run_job(&mut self, root: Arc<dyn StageRoot>, partitions: Vec<usize>) -> Result<Vec<Vec<u8>>> {
+    pub fn run_job(
+        &mut self,
+        root: Arc<dyn StageRoot>,
+        partitions: Vec<usize>,
+    ) -> Result<Vec<Vec<u8>>> {
         let start = Instant::now();
         let id = JobId(self.next_job);
         self.next_job += 1;
@@ -227,7 +247,10 @@ impl DagScheduler {
             failures: HashMap::new(),
             stage_attempts: HashMap::new(),
             succeeded: HashSet::new(),
-            report: JobReport { job: Some(id), ..JobReport::default() },
+            report: JobReport {
+                job: Some(id),
+                ..JobReport::default()
+            },
         };
         let ancestors = self.ancestors(&job);
         let outcome = self.drive(&mut job);
@@ -241,7 +264,11 @@ impl DagScheduler {
         tracing::debug!(job = id.0, report = ?job.report, "job finished");
         self.reports.push(job.report.clone());
         outcome?;
-        Ok(job.results.into_iter().map(|r| r.unwrap_or_default()).collect())
+        Ok(job
+            .results
+            .into_iter()
+            .map(|r| r.unwrap_or_default())
+            .collect())
     }
 
     /// Stage ids of every shuffle stage the job depends on.
@@ -282,8 +309,13 @@ impl DagScheduler {
                     self.draw_progress(job);
                     let (executor, broken) = self.dispatcher.finished(task);
                     self.lose_executors(job, broken)?;
-                    let Some(info) = job.tasks.remove(&task) else { continue };
-                    let current = job.running.get(&info.key).is_some_and(|r| r.attempt == info.stage_attempt);
+                    let Some(info) = job.tasks.remove(&task) else {
+                        continue;
+                    };
+                    let current = job
+                        .running
+                        .get(&info.key)
+                        .is_some_and(|r| r.attempt == info.stage_attempt);
                     if !current {
                         continue;
                     }
@@ -295,7 +327,13 @@ impl DagScheduler {
                             }
                             self.task_succeeded(job, info, output)?;
                         }
-                        Err(EmberError::FetchFailed { shuffle, map, executor: holder, message, .. }) => {
+                        Err(EmberError::FetchFailed {
+                            shuffle,
+                            map,
+                            executor: holder,
+                            message,
+                            ..
+                        }) => {
                             job.report.tasks_failed += 1;
                             self.fetch_failed(job, info.key, shuffle, map, &holder, &message)?;
                         }
@@ -331,8 +369,11 @@ impl DagScheduler {
                     continue;
                 }
             }
-            let missing: Vec<ShuffleId> =
-                self.parents_of(job, k).into_iter().filter(|p| !self.tracker.is_complete(*p)).collect();
+            let missing: Vec<ShuffleId> = self
+                .parents_of(job, k)
+                .into_iter()
+                .filter(|p| !self.tracker.is_complete(*p))
+                .collect();
             if missing.is_empty() {
                 job.waiting.remove(&k);
                 self.launch_stage(job, k)?;
@@ -352,26 +393,49 @@ impl DagScheduler {
         let (root, todo): (Arc<dyn StageRoot>, Vec<usize>) = match key {
             StageKey::Result => (
                 job.result_root.clone(),
-                job.partitions.iter().zip(&job.results).filter(|(_, r)| r.is_none()).map(|(p, _)| *p).collect(),
+                job.partitions
+                    .iter()
+                    .zip(&job.results)
+                    .filter(|(_, r)| r.is_none())
+                    .map(|(p, _)| *p)
+                    .collect(),
             ),
-            StageKey::Shuffle(s) => (self.shuffle_stages[&s].dep.write_root(), self.tracker.missing(s)),
+            StageKey::Shuffle(s) => (
+                self.shuffle_stages[&s].dep.write_root(),
+                self.tracker.missing(s),
+            ),
         };
         let mut shuffle_inputs = HashMap::new();
         for p in self.parents_of(job, key) {
             let statuses = self.tracker.statuses(p).ok_or_else(|| {
-                EmberError::Other(format!("internal: {p} was incomplete when its child stage launched"))
+                EmberError::Other(format!(
+                    "internal: {p} was incomplete when its child stage launched"
+                ))
             })?;
             shuffle_inputs.insert(p, statuses);
         }
         self.next_blob += 1;
-        let blob = Arc::new(StageBlob { id: self.next_blob, nodes: encode_stage(root.as_ref())?, shuffle_inputs });
+        let blob = Arc::new(StageBlob {
+            id: self.next_blob,
+            nodes: encode_stage(root.as_ref())?,
+            shuffle_inputs,
+        });
         let attempt = *job.stage_attempts.get(&key).unwrap_or(&0);
         let stage = self.stage_id(job, key);
+        let bytes: usize = blob.nodes.iter().map(|n| n.body.bytes.len()).sum();
+        job.report.max_stage_bytes = job.report.max_stage_bytes.max(bytes);
+        job.report.max_stage_nodes = job.report.max_stage_nodes.max(blob.nodes.len());
         job.report.stages_run.push(stage);
         tracing::debug!(%stage, attempt, tasks = todo.len(), "stage submitted");
         job.running.insert(
             key,
-            RunningStage { attempt, blob: blob.clone(), pending: todo.iter().copied().collect(), tasks: todo.len(), started: Instant::now() },
+            RunningStage {
+                attempt,
+                blob: blob.clone(),
+                pending: todo.iter().copied().collect(),
+                tasks: todo.len(),
+                started: Instant::now(),
+            },
         );
         for p in todo {
             self.launch_task(job, key, p)?;
@@ -384,7 +448,9 @@ impl DagScheduler {
     }
 
     fn launch_task(&mut self, job: &mut Job, key: StageKey, partition: usize) -> Result<()> {
-        let Some(stage) = job.running.get(&key) else { return Ok(()) };
+        let Some(stage) = job.running.get(&key) else {
+            return Ok(());
+        };
         let task = TaskId(self.next_task);
         self.next_task += 1;
         let desc = TaskDescription {
@@ -394,7 +460,14 @@ impl DagScheduler {
             partition,
             attempt: *job.failures.get(&(key, partition)).unwrap_or(&0),
         };
-        job.tasks.insert(task, TaskInfo { key, stage_attempt: stage.attempt, partition });
+        job.tasks.insert(
+            task,
+            TaskInfo {
+                key,
+                stage_attempt: stage.attempt,
+                partition,
+            },
+        );
         job.report.tasks_launched += 1;
         let blob = stage.blob.clone();
         let broken = self.dispatcher.submit(desc, blob);
@@ -403,7 +476,9 @@ impl DagScheduler {
 
     fn task_succeeded(&mut self, job: &mut Job, info: TaskInfo, output: TaskOutput) -> Result<()> {
         match (info.key, output) {
-            (StageKey::Shuffle(s), TaskOutput::Map(status)) => self.tracker.register_map_output(s, info.partition, status),
+            (StageKey::Shuffle(s), TaskOutput::Map(status)) => {
+                self.tracker.register_map_output(s, info.partition, status)
+            }
             (StageKey::Result, TaskOutput::Result(bytes)) => {
                 if let Some(i) = job.partitions.iter().position(|&p| p == info.partition) {
                     if job.results[i].is_none() {
@@ -412,7 +487,11 @@ impl DagScheduler {
                     }
                 }
             }
-            _ => return Err(EmberError::Other("internal: a task returned the wrong kind of output".into())),
+            _ => {
+                return Err(EmberError::Other(
+                    "internal: a task returned the wrong kind of output".into(),
+                ))
+            }
         }
         let done = match job.running.get_mut(&info.key) {
             Some(stage) => {
@@ -431,7 +510,9 @@ impl DagScheduler {
         if let Some(stage) = job.running.remove(&key) {
             self.dispatcher.forget_stage(stage.blob.id);
             let id = self.stage_id(job, key);
-            job.report.stage_seconds.push((id, stage.started.elapsed().as_secs_f64()));
+            job.report
+                .stage_seconds
+                .push((id, stage.started.elapsed().as_secs_f64()));
         }
         if let StageKey::Shuffle(s) = key {
             if !self.tracker.is_complete(s) {
@@ -443,7 +524,11 @@ impl DagScheduler {
             .waiting
             .iter()
             .copied()
-            .filter(|w| self.parents_of(job, *w).iter().all(|p| self.tracker.is_complete(*p)))
+            .filter(|w| {
+                self.parents_of(job, *w)
+                    .iter()
+                    .all(|p| self.tracker.is_complete(*p))
+            })
             .collect();
         for w in ready {
             job.waiting.remove(&w);
@@ -452,7 +537,13 @@ impl DagScheduler {
         Ok(())
     }
 
-    fn task_failed(&mut self, job: &mut Job, info: TaskInfo, executor: ExecutorId, error: EmberError) -> Result<()> {
+    fn task_failed(
+        &mut self,
+        job: &mut Job,
+        info: TaskInfo,
+        executor: ExecutorId,
+        error: EmberError,
+    ) -> Result<()> {
         let count = job.failures.entry((info.key, info.partition)).or_insert(0);
         *count += 1;
         let attempts = *count;
@@ -471,7 +562,15 @@ impl DagScheduler {
         self.launch_task(job, info.key, info.partition)
     }
 
-    fn fetch_failed(&mut self, job: &mut Job, key: StageKey, shuffle: ShuffleId, map: usize, holder: &ExecutorId, message: &str) -> Result<()> {
+    fn fetch_failed(
+        &mut self,
+        job: &mut Job,
+        key: StageKey,
+        shuffle: ShuffleId,
+        map: usize,
+        holder: &ExecutorId,
+        message: &str,
+    ) -> Result<()> {
         self.tracker.unregister_map_output(shuffle, map);
         if let Some(stage) = job.running.remove(&key) {
             self.dispatcher.forget_stage(stage.blob.id);
@@ -494,7 +593,11 @@ impl DagScheduler {
             self.tracker.remove_outputs_on(&executor);
             for t in tasks {
                 if let Some(info) = job.tasks.remove(&t) {
-                    if job.running.get(&info.key).is_some_and(|r| r.attempt == info.stage_attempt) {
+                    if job
+                        .running
+                        .get(&info.key)
+                        .is_some_and(|r| r.attempt == info.stage_attempt)
+                    {
                         self.launch_task(job, info.key, info.partition)?;
                     }
                 }
@@ -513,9 +616,20 @@ impl DagScheduler {
             .running
             .iter()
             .map(|(k, st)| {
-                let running = job.tasks.values().filter(|t| t.key == *k && t.stage_attempt == st.attempt).count();
+                let running = job
+                    .tasks
+                    .values()
+                    .filter(|t| t.key == *k && t.stage_attempt == st.attempt)
+                    .count();
                 let done = st.tasks - st.pending.len();
-                (self.stage_id(job, *k), StageProgress { total: st.tasks, done, running: running.min(st.pending.len()) })
+                (
+                    self.stage_id(job, *k),
+                    StageProgress {
+                        total: st.tasks,
+                        done,
+                        running: running.min(st.pending.len()),
+                    },
+                )
             })
             .collect();
         stages.sort_by_key(|(id, _)| *id);

@@ -14,6 +14,7 @@
 pub mod accumulator;
 pub mod aggregate;
 pub mod broadcast;
+pub mod checkpoint;
 pub mod node;
 pub mod pair;
 pub mod rdd;

@@ -33,14 +33,34 @@ pub struct ShippedBody {
     pub bytes: Vec<u8>,
 }
 
-/// What every RDD node has: its id, partition count and storage level.
-#[derive(Debug)]
+/// What every RDD node has: its id, partition count, storage level and,
+/// once checkpointed, the node that reads the saved partitions back.
 pub struct NodeCore {
     /// The RDD's id (parents have smaller ids).
     pub id: RddId,
     /// How many partitions it has.
     pub partitions: usize,
     storage: Mutex<Option<StorageLevel>>,
+    checkpoint: Mutex<Option<Checkpointed>>,
+}
+
+/// A checkpointed RDD's replacement: the same id and partitions, no
+/// parents. `typed` holds an `Arc<dyn Compute<T>>`.
+#[derive(Clone)]
+pub struct Checkpointed {
+    /// The replacement, for the scheduler.
+    pub node: Arc<dyn RddNode>,
+    /// The replacement, for computing (`Arc<dyn Compute<T>>` as `Any`).
+    pub typed: Arc<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("id", &self.id)
+            .field("partitions", &self.partitions)
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,7 +73,25 @@ struct CoreHeader {
 impl NodeCore {
     /// A core for a new RDD.
     pub fn new(id: RddId, partitions: usize) -> Self {
-        NodeCore { id, partitions, storage: Mutex::new(None) }
+        NodeCore {
+            id,
+            partitions,
+            storage: Mutex::new(None),
+            checkpoint: Mutex::new(None),
+        }
+    }
+
+    /// The checkpoint replacing this node's lineage, if any.
+    pub fn checkpointed(&self) -> Option<Checkpointed> {
+        self.checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces this node's lineage by a checkpoint.
+    pub fn set_checkpointed(&self, c: Checkpointed) {
+        *self.checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
     }
 
     /// The storage level set by `persist`, if any.
@@ -67,11 +105,20 @@ impl NodeCore {
     }
 
     fn header(&self) -> CoreHeader {
-        CoreHeader { id: self.id, partitions: self.partitions, storage: self.storage_level() }
+        CoreHeader {
+            id: self.id,
+            partitions: self.partitions,
+            storage: self.storage_level(),
+        }
     }
 
     fn from_header(h: CoreHeader) -> Self {
-        NodeCore { id: h.id, partitions: h.partitions, storage: Mutex::new(h.storage) }
+        NodeCore {
+            id: h.id,
+            partitions: h.partitions,
+            storage: Mutex::new(h.storage),
+            checkpoint: Mutex::new(None),
+        }
     }
 }
 
@@ -83,6 +130,22 @@ pub enum Dependency {
     Narrow(Arc<dyn RddNode>),
     /// Each partition needs every parent partition, through a shuffle.
     Shuffle(Arc<dyn ShuffleDep>),
+}
+
+/// The dependencies the scheduler sees: none once checkpointed.
+pub fn lineage_dependencies(node: &dyn RddNode) -> Vec<Dependency> {
+    match node.core().checkpointed() {
+        Some(_) => Vec::new(),
+        None => node.dependencies(),
+    }
+}
+
+/// What ships for `node`: the checkpoint's reader once checkpointed.
+pub fn ship_lineage_node(node: &dyn RddNode) -> Result<ShippedBody> {
+    match node.core().checkpointed() {
+        Some(c) => c.node.ship(),
+        None => node.ship(),
+    }
 }
 
 /// The type-erased face of an RDD: what the scheduler needs.
@@ -109,12 +172,24 @@ pub trait Compute<T>: RddNode {
 /// The records of partition `part` of `node`, from the executor's block
 /// manager when the RDD is persisted and the block is there, computing
 /// (and storing) it otherwise.
-pub fn iterator<T: Data>(node: &Arc<dyn Compute<T>>, part: usize, tc: &TaskContext) -> Result<BoxIter<T>> {
+pub fn iterator<T: Data>(
+    node: &Arc<dyn Compute<T>>,
+    part: usize,
+    tc: &TaskContext,
+) -> Result<BoxIter<T>> {
     let core = node.core();
+    if let Some(c) = core.checkpointed() {
+        if let Some(saved) = c.typed.downcast_ref::<Arc<dyn Compute<T>>>() {
+            return saved.compute(part, tc);
+        }
+    }
     if core.storage_level().is_none() {
         return node.compute(part, tc);
     }
-    let id = BlockId::Rdd { rdd: core.id, partition: part };
+    let id = BlockId::Rdd {
+        rdd: core.id,
+        partition: part,
+    };
     if let Some(block) = tc.env.blocks.get(&id) {
         if let Ok(records) = block.downcast::<Vec<T>>() {
             return Ok(Box::new(SharedIter { records, next: 0 }));
@@ -162,7 +237,10 @@ pub trait Shippable: Sized + Send + Sync + 'static {
 /// Ships a [`Shippable`] node: header, body and decoder offset.
 pub fn ship_node<N: Shippable>(node: &N) -> Result<ShippedBody> {
     let bytes = codec::encode(&(node.node_core().header(), node.body()))?;
-    Ok(ShippedBody { decoder: FnOffset::of(decode_node::<N> as DecodeFn), bytes })
+    Ok(ShippedBody {
+        decoder: FnOffset::of(decode_node::<N> as DecodeFn),
+        bytes,
+    })
 }
 
 fn decode_node<N: Shippable>(bytes: &[u8], parents: &[&Decoded]) -> Result<Decoded> {

@@ -17,6 +17,8 @@ pub trait JobRunner: Send + Sync + 'static {
     fn run_job(&self, root: Arc<dyn StageRoot>, partitions: Vec<usize>) -> Result<Vec<Vec<u8>>>;
     /// Drops the cached blocks of `rdd` on every executor.
     fn unpersist(&self, rdd: RddId);
+    /// The folder reliable checkpoints are written under, if set.
+    fn checkpoint_dir(&self) -> Option<std::path::PathBuf>;
     /// Makes a broadcast value's bytes available to executors.
     fn register_broadcast(&self, id: ember_core::BroadcastId, bytes: Vec<u8>);
 }

@@ -7,7 +7,7 @@
 
 use crate::node::{Decoded, Dependency, RddNode, ShippedBody};
 use crate::task::TaskRoot;
-use ember_core::{EmberError, Result, RddId, ShuffleId};
+use ember_core::{EmberError, RddId, Result, ShuffleId};
 use ember_shuffle::MapStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -51,7 +51,7 @@ pub struct DecodedStage {
 
 /// The narrow parents of `node`.
 pub fn narrow_parents(node: &dyn RddNode) -> Vec<Arc<dyn RddNode>> {
-    node.dependencies()
+    crate::node::lineage_dependencies(node)
         .into_iter()
         .filter_map(|d| match d {
             Dependency::Narrow(p) => Some(p),
@@ -82,10 +82,16 @@ pub fn encode_stage(root: &dyn StageRoot) -> Result<Vec<ShippedNode>> {
         } else {
             let parent_idx = parents.iter().map(|p| index[&p.core().id]).collect();
             index.insert(id, out.len() as u32);
-            out.push(ShippedNode { body: node.ship()?, parents: parent_idx });
+            out.push(ShippedNode {
+                body: crate::node::ship_lineage_node(node.as_ref())?,
+                parents: parent_idx,
+            });
         }
     }
-    out.push(ShippedNode { body: root.ship()?, parents: vec![index[&top.core().id]] });
+    out.push(ShippedNode {
+        body: root.ship()?,
+        parents: vec![index[&top.core().id]],
+    });
     Ok(out)
 }
 
@@ -100,7 +106,10 @@ pub fn decode_stage(blob: &StageBlob) -> Result<DecodedStage> {
         for &p in &node.parents {
             let p = p as usize;
             if p >= i {
-                return Err(EmberError::codec("stage", format!("node {i} names a later parent {p}")));
+                return Err(EmberError::codec(
+                    "stage",
+                    format!("node {i} names a later parent {p}"),
+                ));
             }
             parents.push(&decoded[p]);
         }
@@ -114,7 +123,10 @@ pub fn decode_stage(blob: &StageBlob) -> Result<DecodedStage> {
         .pop()
         .and_then(|d| d.downcast::<Arc<dyn TaskRoot>>().ok())
         .ok_or_else(|| EmberError::codec("stage", "the last node is not a task root"))?;
-    Ok(DecodedStage { root: *root, shuffle_inputs: Arc::new(blob.shuffle_inputs.clone()) })
+    Ok(DecodedStage {
+        root: *root,
+        shuffle_inputs: Arc::new(blob.shuffle_inputs.clone()),
+    })
 }
 
 /// A stage root type that can be shipped: like [`crate::node::Shippable`]
