@@ -40,7 +40,10 @@ pub fn decompress_block(block: &[u8], what: &str) -> Result<Vec<u8>> {
     let (sum, body) = block.split_at(8);
     let expected = u64::from_le_bytes(sum.try_into().expect("8 bytes"));
     if xxhash_rust::xxh3::xxh3_64(body) != expected {
-        return Err(EmberError::codec(what, "checksum mismatch: the block is corrupt"));
+        return Err(EmberError::codec(
+            what,
+            "checksum mismatch: the block is corrupt",
+        ));
     }
     lz4_flex::decompress_size_prepended(body).map_err(|e| EmberError::codec(what, e))
 }
@@ -50,7 +53,11 @@ pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
     if payload.len() > MAX_FRAME_BYTES {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("frame of {} bytes exceeds the {} byte limit", payload.len(), MAX_FRAME_BYTES),
+            format!(
+                "frame of {} bytes exceeds the {} byte limit",
+                payload.len(),
+                MAX_FRAME_BYTES
+            ),
         ));
     }
     w.write_all(&(payload.len() as u32).to_le_bytes())?;
@@ -98,7 +105,9 @@ mod tests {
 
     #[test]
     fn blocks_round_trip() {
-        let raw: Vec<u8> = (0..10_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let raw: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         assert_eq!(decompress_block(&compress_block(&raw), "t").unwrap(), raw);
     }
 

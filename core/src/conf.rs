@@ -110,7 +110,9 @@ impl EmberConf {
 
     /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(&key.to_ascii_lowercase()).map(String::as_str)
+        self.values
+            .get(&key.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// All settings, sorted by key.
@@ -146,10 +148,17 @@ impl EmberConf {
 
     /// A duration (`500ms`, `10s`; plain numbers are seconds), `default`
     /// when unset.
-    pub fn get_duration(&self, key: &str, default: std::time::Duration) -> Result<std::time::Duration> {
+    pub fn get_duration(
+        &self,
+        key: &str,
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => parse_duration(v).map_err(|message| EmberError::Conf { key: key.to_string(), message }),
+            Some(v) => parse_duration(v).map_err(|message| EmberError::Conf {
+                key: key.to_string(),
+                message,
+            }),
         }
     }
 
@@ -181,7 +190,10 @@ pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, St
     } else {
         (t.as_str(), 1.0)
     };
-    let value: f64 = num.trim().parse().map_err(|_| format!("{text:?} is not a duration such as 500ms or 10s"))?;
+    let value: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms or 10s"))?;
     if !value.is_finite() || value < 0.0 {
         return Err(format!("{text:?} is not a non-negative duration"));
     }

@@ -17,5 +17,11 @@ pub use ship::{BuildId, FnOffset, Shipped};
 
 /// The bound every record type must meet: it crosses process boundaries
 /// (serde), threads (`Send + Sync`) and is read from caches (`Clone`).
-pub trait Data: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static {}
-impl<T> Data for T where T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static {}
+pub trait Data:
+    serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
+}
+impl<T> Data for T where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
+}

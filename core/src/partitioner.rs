@@ -89,7 +89,10 @@ mod tests {
     fn range_partitions_follow_key_order() {
         let p = Partitioner::range_from_sample((0..1000).collect::<Vec<i32>>(), 4, true);
         assert_eq!(p.num_partitions(), 4);
-        let parts: Vec<usize> = [-5, 0, 300, 600, 999, 5000].iter().map(|k| p.partition(k)).collect();
+        let parts: Vec<usize> = [-5, 0, 300, 600, 999, 5000]
+            .iter()
+            .map(|k| p.partition(k))
+            .collect();
         assert!(parts.windows(2).all(|w| w[0] <= w[1]), "{parts:?}");
         assert_eq!(parts[0], 0);
         assert_eq!(parts[5], 3);

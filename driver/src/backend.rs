@@ -35,7 +35,13 @@ pub struct Backend {
 
 impl Backend {
     /// Starts the executors `url` asks for, reporting to `events`.
-    pub fn start(url: &MasterUrl, app_dir: &Path, events: Sender<Event>, broadcasts: BroadcastStore, cluster: ClusterSettings) -> Result<Backend> {
+    pub fn start(
+        url: &MasterUrl,
+        app_dir: &Path,
+        events: Sender<Event>,
+        broadcasts: BroadcastStore,
+        cluster: ClusterSettings,
+    ) -> Result<Backend> {
         match url {
             MasterUrl::Local { threads } => {
                 let env = Arc::new(TaskEnv {
@@ -49,23 +55,41 @@ impl Backend {
                     let _ = events.send(Event::TaskEnded { task, result });
                 });
                 let executor = Executor::start(env, *threads, sink);
-                let endpoint: Arc<dyn ExecutorEndpoint> = Arc::new(LocalEndpoint { executor, cores: *threads });
-                Ok(Backend { endpoints: vec![endpoint], cluster: None })
+                let endpoint: Arc<dyn ExecutorEndpoint> = Arc::new(LocalEndpoint {
+                    executor,
+                    cores: *threads,
+                });
+                Ok(Backend {
+                    endpoints: vec![endpoint],
+                    cluster: None,
+                })
             }
-            MasterUrl::LocalCluster { .. } => start_local_cluster(cluster, app_dir, events, broadcasts),
+            MasterUrl::LocalCluster { .. } => {
+                start_local_cluster(cluster, app_dir, events, broadcasts)
+            }
         }
     }
 
     /// Stops every executor and waits for executor processes to exit.
     pub fn stop(&mut self) {
-        let Some(cluster) = self.cluster.take() else { return };
-        cluster.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-        for (_, conn) in cluster.last_seen.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        let Some(cluster) = self.cluster.take() else {
+            return;
+        };
+        cluster
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for (_, conn) in cluster
+            .last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
             let _ = conn.shutdown(std::net::Shutdown::Both);
         }
         // Wake the acceptor so it sees `stopping`.
         let _ = TcpStream::connect(&cluster.address);
-        let mut children = std::mem::take(&mut *cluster.children.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut children =
+            std::mem::take(&mut *cluster.children.lock().unwrap_or_else(|p| p.into_inner()));
         let deadline = Instant::now() + Duration::from_secs(5);
         for child in children.values_mut() {
             while Instant::now() < deadline {
@@ -85,8 +109,13 @@ impl Backend {
         match &self.cluster {
             None => Vec::new(),
             Some(c) => {
-                let mut v: Vec<(ExecutorId, u32)> =
-                    c.children.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(id, ch)| (id.clone(), ch.id())).collect();
+                let mut v: Vec<(ExecutorId, u32)> = c
+                    .children
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|(id, ch)| (id.clone(), ch.id()))
+                    .collect();
                 v.sort();
                 v
             }
@@ -136,7 +165,10 @@ struct RemoteEndpoint {
 
 impl RemoteEndpoint {
     fn send(&self, msg: &DriverMessage) -> Result<()> {
-        send(&mut *self.writer.lock().unwrap_or_else(|p| p.into_inner()), msg)
+        send(
+            &mut *self.writer.lock().unwrap_or_else(|p| p.into_inner()),
+            msg,
+        )
     }
 }
 
@@ -199,18 +231,26 @@ struct Cluster {
 
 impl Cluster {
     fn spawn_executor(&self) -> Result<()> {
-        let i = self.next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let i = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let id = ExecutorId(i.to_string());
         let child = Command::new(&self.settings.binary)
             .env(env_vars::DRIVER, &self.address)
             .env(env_vars::ID, &id.0)
             .env(env_vars::CORES, self.settings.cores.to_string())
             .env(env_vars::DIR, self.app_dir.join(format!("executor-{i}")))
-            .env(env_vars::HEARTBEAT_MS, self.settings.heartbeat.as_millis().to_string())
+            .env(
+                env_vars::HEARTBEAT_MS,
+                self.settings.heartbeat.as_millis().to_string(),
+            )
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| EmberError::io(&self.settings.binary, "start executor", e))?;
-        self.children.lock().unwrap_or_else(|p| p.into_inner()).insert(id, child);
+        self.children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, child);
         Ok(())
     }
 
@@ -221,15 +261,26 @@ impl Cluster {
     /// Called when an executor's connection ends: reap it and, budget
     /// permitting, start a replacement.
     fn executor_ended(&self, id: &ExecutorId, reason: String) {
-        self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-        if let Some(mut child) = self.children.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        if let Some(mut child) = self
+            .children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
         if self.stopping() {
             return;
         }
-        let _ = self.events.send(Event::ExecutorLost { executor: id.clone(), reason });
+        let _ = self.events.send(Event::ExecutorLost {
+            executor: id.clone(),
+            reason,
+        });
         let budget = self.relaunches_left.fetch_update(
             std::sync::atomic::Ordering::SeqCst,
             std::sync::atomic::Ordering::SeqCst,
@@ -252,8 +303,12 @@ pub fn start_local_cluster(
     events: Sender<Event>,
     broadcasts: BroadcastStore,
 ) -> Result<Backend> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| EmberError::Network(format!("bind driver port: {e}")))?;
-    let address = listener.local_addr().map_err(|e| EmberError::Network(e.to_string()))?.to_string();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| EmberError::Network(format!("bind driver port: {e}")))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| EmberError::Network(e.to_string()))?
+        .to_string();
     let n = settings.executors;
     let cluster = Arc::new(Cluster {
         relaunches_left: std::sync::atomic::AtomicUsize::new(settings.relaunches),
@@ -267,7 +322,10 @@ pub fn start_local_cluster(
         next_id: std::sync::atomic::AtomicUsize::new(0),
         stopping: std::sync::atomic::AtomicBool::new(false),
     });
-    let mut backend = Backend { endpoints: Vec::new(), cluster: Some(cluster.clone()) };
+    let mut backend = Backend {
+        endpoints: Vec::new(),
+        cluster: Some(cluster.clone()),
+    };
     for _ in 0..n {
         if let Err(e) = cluster.spawn_executor() {
             backend.stop();
@@ -276,7 +334,9 @@ pub fn start_local_cluster(
     }
     // The first registrations are awaited here; the acceptor thread takes
     // every later one.
-    listener.set_nonblocking(true).map_err(|e| EmberError::Network(e.to_string()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| EmberError::Network(e.to_string()))?;
     let deadline = Instant::now() + REGISTRATION_TIMEOUT;
     while backend.endpoints.len() < n {
         match listener.accept() {
@@ -309,7 +369,9 @@ pub fn start_local_cluster(
             }
         }
     }
-    listener.set_nonblocking(false).map_err(|e| EmberError::Network(e.to_string()))?;
+    listener
+        .set_nonblocking(false)
+        .map_err(|e| EmberError::Network(e.to_string()))?;
     {
         let cluster = cluster.clone();
         std::thread::Builder::new()
@@ -343,7 +405,8 @@ pub fn start_local_cluster(
 /// Cuts the connection of executors silent for longer than the timeout;
 /// their reader threads then report them lost.
 fn monitor_heartbeats(cluster: &Cluster) {
-    let period = (cluster.settings.timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
+    let period =
+        (cluster.settings.timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
     while !cluster.stopping() {
         std::thread::sleep(period);
         let seen = cluster.last_seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -359,25 +422,57 @@ fn monitor_heartbeats(cluster: &Cluster) {
 /// Completes one executor's registration and starts reading its messages.
 fn register(conn: TcpStream, cluster: &Arc<Cluster>) -> Result<Arc<dyn ExecutorEndpoint>> {
     let mut reader = conn;
-    reader.set_nonblocking(false).map_err(|e| EmberError::Network(e.to_string()))?;
+    reader
+        .set_nonblocking(false)
+        .map_err(|e| EmberError::Network(e.to_string()))?;
     let _ = reader.set_nodelay(true);
     let _ = reader.set_read_timeout(Some(REGISTRATION_TIMEOUT));
-    let writer = Arc::new(Mutex::new(reader.try_clone().map_err(|e| EmberError::Network(e.to_string()))?));
+    let writer = Arc::new(Mutex::new(
+        reader
+            .try_clone()
+            .map_err(|e| EmberError::Network(e.to_string()))?,
+    ));
     let (id, build, cores) = match recv::<ExecutorMessage>(&mut reader, "executor registration")? {
-        Some(ExecutorMessage::Register { id, build, cores, .. }) => (id, build, cores),
-        other => return Err(EmberError::Network(format!("expected a registration, got {other:?}"))),
+        Some(ExecutorMessage::Register {
+            id, build, cores, ..
+        }) => (id, build, cores),
+        other => {
+            return Err(EmberError::Network(format!(
+                "expected a registration, got {other:?}"
+            )))
+        }
     };
     let ours = BuildId::current();
     if &build != ours {
-        let err = EmberError::BuildMismatch { executor: id, executor_build: build.0, driver_build: ours.0.clone() };
-        let _ = send(&mut *writer.lock().unwrap_or_else(|p| p.into_inner()), &DriverMessage::Refused(err.clone()));
+        let err = EmberError::BuildMismatch {
+            executor: id,
+            executor_build: build.0,
+            driver_build: ours.0.clone(),
+        };
+        let _ = send(
+            &mut *writer.lock().unwrap_or_else(|p| p.into_inner()),
+            &DriverMessage::Refused(err.clone()),
+        );
         return Err(err);
     }
-    send(&mut *writer.lock().unwrap_or_else(|p| p.into_inner()), &DriverMessage::Registered)?;
+    send(
+        &mut *writer.lock().unwrap_or_else(|p| p.into_inner()),
+        &DriverMessage::Registered,
+    )?;
     let _ = reader.set_read_timeout(None);
-    let watch = reader.try_clone().map_err(|e| EmberError::Network(e.to_string()))?;
-    cluster.last_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), (Instant::now(), watch));
-    let endpoint = Arc::new(RemoteEndpoint { id: id.clone(), cores, writer: writer.clone() });
+    let watch = reader
+        .try_clone()
+        .map_err(|e| EmberError::Network(e.to_string()))?;
+    cluster
+        .last_seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), (Instant::now(), watch));
+    let endpoint = Arc::new(RemoteEndpoint {
+        id: id.clone(),
+        cores,
+        writer: writer.clone(),
+    });
     let cluster = cluster.clone();
     std::thread::Builder::new()
         .name(format!("ember-driver-{id}"))
@@ -390,14 +485,24 @@ fn register(conn: TcpStream, cluster: &Arc<Cluster>) -> Result<Arc<dyn ExecutorE
 }
 
 /// Handles one executor's messages until its connection ends; returns why.
-fn read_executor(reader: &mut TcpStream, id: &ExecutorId, writer: &Mutex<TcpStream>, cluster: &Cluster) -> String {
+fn read_executor(
+    reader: &mut TcpStream,
+    id: &ExecutorId,
+    writer: &Mutex<TcpStream>,
+    cluster: &Cluster,
+) -> String {
     loop {
         let msg = match recv::<ExecutorMessage>(reader, "executor message") {
             Ok(Some(m)) => m,
             Ok(None) => return "connection closed".to_string(),
             Err(e) => return e.to_string(),
         };
-        if let Some(seen) = cluster.last_seen.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
+        if let Some(seen) = cluster
+            .last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(id)
+        {
             seen.0 = Instant::now();
         }
         match msg {
@@ -405,11 +510,19 @@ fn read_executor(reader: &mut TcpStream, id: &ExecutorId, writer: &Mutex<TcpStre
                 let _ = cluster.events.send(Event::TaskEnded { task, result });
             }
             ExecutorMessage::GetBroadcast(bid) => {
-                let bytes = cluster.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).get(&bid).cloned();
+                let bytes = cluster
+                    .broadcasts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&bid)
+                    .cloned();
                 let reply = bytes
                     .map(|b| serde_bytes::ByteBuf::from(b.as_ref().clone()))
                     .ok_or_else(|| EmberError::Other(format!("{bid} is not known to the driver")));
-                let _ = send(&mut *writer.lock().unwrap_or_else(|p| p.into_inner()), &DriverMessage::Broadcast(bid, reply));
+                let _ = send(
+                    &mut *writer.lock().unwrap_or_else(|p| p.into_inner()),
+                    &DriverMessage::Broadcast(bid, reply),
+                );
             }
             ExecutorMessage::Heartbeat => {}
             other => return format!("unexpected message {other:?}"),

@@ -72,14 +72,26 @@ impl Dispatcher {
     /// on it; returns executors that could not be reached.
     pub fn add_executor(&mut self, endpoint: Arc<dyn ExecutorEndpoint>) -> Vec<ExecutorId> {
         let free = endpoint.cores().max(1);
-        self.executors.insert(endpoint.id(), Slot { endpoint, free, stages: HashSet::new() });
+        self.executors.insert(
+            endpoint.id(),
+            Slot {
+                endpoint,
+                free,
+                stages: HashSet::new(),
+            },
+        );
         self.dispatch()
     }
 
     /// Removes an executor; returns the tasks that were running on it.
     pub fn remove_executor(&mut self, id: &ExecutorId) -> Vec<TaskId> {
         self.executors.remove(id);
-        let lost: Vec<TaskId> = self.running.iter().filter(|(_, e)| *e == id).map(|(t, _)| *t).collect();
+        let lost: Vec<TaskId> = self
+            .running
+            .iter()
+            .filter(|(_, e)| *e == id)
+            .map(|(t, _)| *t)
+            .collect();
         for t in &lost {
             self.running.remove(t);
         }
@@ -93,7 +105,10 @@ impl Dispatcher {
 
     /// The live executors.
     pub fn endpoints(&self) -> Vec<Arc<dyn ExecutorEndpoint>> {
-        self.executors.values().map(|s| s.endpoint.clone()).collect()
+        self.executors
+            .values()
+            .map(|s| s.endpoint.clone())
+            .collect()
     }
 
     /// Queues a task and starts what fits.
@@ -117,8 +132,10 @@ impl Dispatcher {
         self.running.get(&task)
     }
 
-    /// Tells every executor that has a stage's pipeline to drop it.
+    /// Tells every executor that has a stage's pipeline to drop it, and
+    /// drops its queued tasks (their job ended or their attempt is stale).
     pub fn forget_stage(&mut self, blob: u64) {
+        self.queue.retain(|(_, b)| b.id != blob);
         for slot in self.executors.values_mut() {
             if slot.stages.remove(&blob) {
                 slot.endpoint.forget_stage(blob);
@@ -131,14 +148,23 @@ impl Dispatcher {
     fn dispatch(&mut self) -> Vec<ExecutorId> {
         let mut broken = Vec::new();
         while !self.queue.is_empty() {
-            let Some((id, _)) = self.executors.iter().filter(|(_, s)| s.free > 0).max_by_key(|(_, s)| s.free) else {
+            let Some((id, _)) = self
+                .executors
+                .iter()
+                .filter(|(_, s)| s.free > 0)
+                .max_by_key(|(_, s)| s.free)
+            else {
                 break;
             };
             let id = id.clone();
             let (desc, blob) = self.queue.pop_front().expect("queue is not empty");
             let slot = self.executors.get_mut(&id).expect("executor exists");
             let task = desc.task_id;
-            let sent = if slot.stages.insert(blob.id) { slot.endpoint.send_stage(&blob) } else { Ok(()) };
+            let sent = if slot.stages.insert(blob.id) {
+                slot.endpoint.send_stage(&blob)
+            } else {
+                Ok(())
+            };
             match sent.and_then(|()| slot.endpoint.launch(desc.clone())) {
                 Ok(()) => {
                     slot.free -= 1;

@@ -31,5 +31,5 @@ pub use master_url::MasterUrl;
 pub mod prelude {
     pub use crate::{Context, ContextBuilder};
     pub use ember_core::{Data, EmberError, Partitioner};
-    pub use ember_rdd::{Accumulator, Broadcast, BoxIter, Rdd, StorageLevel, TaskContext};
+    pub use ember_rdd::{Accumulator, BoxIter, Broadcast, Rdd, StorageLevel, TaskContext};
 }

@@ -22,13 +22,18 @@ pub enum MasterUrl {
 }
 
 fn cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 impl MasterUrl {
     /// Parses `local`, `local[N]`, `local[*]` or `local-cluster[N,C,M]`.
     pub fn parse(url: &str) -> Result<MasterUrl> {
-        let bad = |message: &str| EmberError::MasterUrl { url: url.to_string(), message: message.to_string() };
+        let bad = |message: &str| EmberError::MasterUrl {
+            url: url.to_string(),
+            message: message.to_string(),
+        };
         let u = url.trim();
         if u == "local" {
             return Ok(MasterUrl::Local { threads: 1 });
@@ -37,17 +42,25 @@ impl MasterUrl {
             let threads = if inner.trim() == "*" {
                 cpus()
             } else {
-                inner.trim().parse::<usize>().map_err(|_| bad("the thread count must be a number or *"))?
+                inner
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| bad("the thread count must be a number or *"))?
             };
             if threads == 0 {
                 return Err(bad("the thread count must be at least 1"));
             }
             return Ok(MasterUrl::Local { threads });
         }
-        if let Some(inner) = u.strip_prefix("local-cluster[").and_then(|r| r.strip_suffix(']')) {
+        if let Some(inner) = u
+            .strip_prefix("local-cluster[")
+            .and_then(|r| r.strip_suffix(']'))
+        {
             let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
             if parts.len() != 3 {
-                return Err(bad("local-cluster takes three numbers: executors, cores each, MiB each"));
+                return Err(bad(
+                    "local-cluster takes three numbers: executors, cores each, MiB each",
+                ));
             }
             let n: Vec<usize> = parts
                 .iter()
@@ -57,10 +70,16 @@ impl MasterUrl {
             if n.iter().any(|&x| x == 0) {
                 return Err(bad("local-cluster numbers must be at least 1"));
             }
-            return Ok(MasterUrl::LocalCluster { executors: n[0], cores: n[1], memory_mib: n[2] });
+            return Ok(MasterUrl::LocalCluster {
+                executors: n[0],
+                cores: n[1],
+                memory_mib: n[2],
+            });
         }
         if u.starts_with("ember://") {
-            return Err(bad("standalone masters (ember://) are not supported by this build yet"));
+            return Err(bad(
+                "standalone masters (ember://) are not supported by this build yet",
+            ));
         }
         Err(bad("unknown form"))
     }
@@ -69,7 +88,9 @@ impl MasterUrl {
     pub fn total_cores(&self) -> usize {
         match self {
             MasterUrl::Local { threads } => *threads,
-            MasterUrl::LocalCluster { executors, cores, .. } => executors * cores,
+            MasterUrl::LocalCluster {
+                executors, cores, ..
+            } => executors * cores,
         }
     }
 }
@@ -80,20 +101,42 @@ mod tests {
 
     #[test]
     fn accepted_forms_parse() {
-        assert_eq!(MasterUrl::parse("local").unwrap(), MasterUrl::Local { threads: 1 });
-        assert_eq!(MasterUrl::parse("local[3]").unwrap(), MasterUrl::Local { threads: 3 });
-        assert!(matches!(MasterUrl::parse("local[*]").unwrap(), MasterUrl::Local { threads } if threads >= 1));
+        assert_eq!(
+            MasterUrl::parse("local").unwrap(),
+            MasterUrl::Local { threads: 1 }
+        );
+        assert_eq!(
+            MasterUrl::parse("local[3]").unwrap(),
+            MasterUrl::Local { threads: 3 }
+        );
+        assert!(
+            matches!(MasterUrl::parse("local[*]").unwrap(), MasterUrl::Local { threads } if threads >= 1)
+        );
         assert_eq!(
             MasterUrl::parse("local-cluster[2, 1, 1024]").unwrap(),
-            MasterUrl::LocalCluster { executors: 2, cores: 1, memory_mib: 1024 }
+            MasterUrl::LocalCluster {
+                executors: 2,
+                cores: 1,
+                memory_mib: 1024
+            }
         );
     }
 
     #[test]
     fn bad_urls_list_the_accepted_forms() {
-        for url in ["lokal", "local[x]", "local[0]", "local-cluster[2,1]", "yarn", ""] {
+        for url in [
+            "lokal",
+            "local[x]",
+            "local[0]",
+            "local-cluster[2,1]",
+            "yarn",
+            "",
+        ] {
             let msg = MasterUrl::parse(url).unwrap_err().to_string();
-            assert!(msg.contains("local-cluster[N,C,M]") && msg.contains("local[N]"), "{msg}");
+            assert!(
+                msg.contains("local-cluster[N,C,M]") && msg.contains("local[N]"),
+                "{msg}"
+            );
         }
     }
 }

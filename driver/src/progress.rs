@@ -29,7 +29,11 @@ pub struct ProgressBar {
 impl ProgressBar {
     /// A bar that draws only when `enabled`.
     pub fn new(enabled: bool) -> Self {
-        ProgressBar { enabled, last: None, drawn: false }
+        ProgressBar {
+            enabled,
+            last: None,
+            drawn: false,
+        }
     }
 
     /// Redraws if enough time has passed since the last drawing.
@@ -41,7 +45,11 @@ impl ProgressBar {
             return;
         }
         self.last = Some(Instant::now());
-        let line: String = stages.iter().map(|(id, p)| render(*id, p)).collect::<Vec<_>>().join(" ");
+        let line: String = stages
+            .iter()
+            .map(|(id, p)| render(*id, p))
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r{line}");
         let _ = err.flush();
@@ -62,11 +70,26 @@ impl ProgressBar {
 
 /// `[Stage 3:==========>        (12 + 2) / 40]`
 pub fn render(id: StageId, p: &StageProgress) -> String {
-    let filled = if p.total == 0 { WIDTH } else { WIDTH * p.done / p.total };
+    let filled = if p.total == 0 {
+        WIDTH
+    } else {
+        WIDTH * p.done / p.total
+    };
     let bar: String = (0..WIDTH)
-        .map(|i| if i < filled { '=' } else if i == filled { '>' } else { ' ' })
+        .map(|i| {
+            if i < filled {
+                '='
+            } else if i == filled {
+                '>'
+            } else {
+                ' '
+            }
+        })
         .collect();
-    format!("[Stage {}:{bar}({} + {}) / {}]", id.0, p.done, p.running, p.total)
+    format!(
+        "[Stage {}:{bar}({} + {}) / {}]",
+        id.0, p.done, p.running, p.total
+    )
 }
 
 #[cfg(test)]
@@ -75,7 +98,14 @@ mod tests {
 
     #[test]
     fn the_bar_shows_done_running_and_total() {
-        let s = render(StageId(3), &StageProgress { total: 40, done: 10, running: 2 });
+        let s = render(
+            StageId(3),
+            &StageProgress {
+                total: 40,
+                done: 10,
+                running: 2,
+            },
+        );
         assert!(s.starts_with("[Stage 3:=========="), "{s}");
         assert!(s.ends_with("(10 + 2) / 40]"), "{s}");
     }

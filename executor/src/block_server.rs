@@ -27,14 +27,20 @@ type FetchReply = std::result::Result<Vec<ByteBuf>, EmberError>;
 /// Starts a server for the segments in `files` on an ephemeral loopback
 /// port (or `host`) and returns its address.
 pub fn start(files: ShuffleFiles, host: &str) -> Result<String> {
-    let listener = TcpListener::bind((host, 0)).map_err(|e| EmberError::Network(format!("bind block server on {host}: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| EmberError::Network(e.to_string()))?.to_string();
+    let listener = TcpListener::bind((host, 0))
+        .map_err(|e| EmberError::Network(format!("bind block server on {host}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| EmberError::Network(e.to_string()))?
+        .to_string();
     std::thread::Builder::new()
         .name("ember-block-server".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
                 let files = files.clone();
-                let _ = std::thread::Builder::new().name("ember-block-conn".into()).spawn(move || serve(conn, files));
+                let _ = std::thread::Builder::new()
+                    .name("ember-block-conn".into())
+                    .spawn(move || serve(conn, files));
             }
         })
         .map_err(|e| EmberError::Network(format!("start block server: {e}")))?;
@@ -48,7 +54,11 @@ fn serve(mut conn: TcpStream, files: ShuffleFiles) {
         let reply: FetchReply = req
             .maps
             .iter()
-            .map(|&m| files.read_segment(req.shuffle, m, req.reduce).map(ByteBuf::from))
+            .map(|&m| {
+                files
+                    .read_segment(req.shuffle, m, req.reduce)
+                    .map(ByteBuf::from)
+            })
             .collect();
         if send(&mut conn, &reply).is_err() {
             return;
@@ -69,23 +79,48 @@ impl TcpFetcher {
     }
 
     fn connection(&self, address: &str) -> Result<TcpStream> {
-        if let Some(c) = self.pool.lock().unwrap_or_else(|p| p.into_inner()).get_mut(address).and_then(Vec::pop) {
+        if let Some(c) = self
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(address)
+            .and_then(Vec::pop)
+        {
             return Ok(c);
         }
-        let c = TcpStream::connect(address).map_err(|e| EmberError::Network(format!("connect to {address}: {e}")))?;
+        let c = TcpStream::connect(address)
+            .map_err(|e| EmberError::Network(format!("connect to {address}: {e}")))?;
         let _ = c.set_nodelay(true);
         Ok(c)
     }
 }
 
 impl RemoteFetcher for TcpFetcher {
-    fn fetch(&self, address: &str, shuffle: ShuffleId, maps: &[usize], reduce: usize) -> Result<Vec<Vec<u8>>> {
+    fn fetch(
+        &self,
+        address: &str,
+        shuffle: ShuffleId,
+        maps: &[usize],
+        reduce: usize,
+    ) -> Result<Vec<Vec<u8>>> {
         let mut conn = self.connection(address)?;
-        send(&mut conn, &FetchRequest { shuffle, maps: maps.to_vec(), reduce })?;
+        send(
+            &mut conn,
+            &FetchRequest {
+                shuffle,
+                maps: maps.to_vec(),
+                reduce,
+            },
+        )?;
         let reply: FetchReply = recv(&mut conn, "fetch reply")?
             .ok_or_else(|| EmberError::Network(format!("{address} closed the connection")))?;
         let segments = reply?;
-        self.pool.lock().unwrap_or_else(|p| p.into_inner()).entry(address.to_string()).or_default().push(conn);
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(address.to_string())
+            .or_default()
+            .push(conn);
         Ok(segments.into_iter().map(ByteBuf::into_vec).collect())
     }
 }
@@ -101,7 +136,9 @@ mod tests {
         let files = ShuffleFiles::new(&dir);
         let mut w = ChunkWriter::new();
         w.push(7u32, 4).unwrap();
-        files.write_map_output(ShuffleId(3), 0, &[w.finish().unwrap()], 0).unwrap();
+        files
+            .write_map_output(ShuffleId(3), 0, &[w.finish().unwrap()], 0)
+            .unwrap();
         let addr = start(files, "127.0.0.1").unwrap();
         let f = TcpFetcher::new();
         let segs = f.fetch(&addr, ShuffleId(3), &[0], 0).unwrap();

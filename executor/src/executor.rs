@@ -27,7 +27,11 @@ impl Executor {
     /// Starts `cores` task threads that report to `sink`.
     pub fn start(env: Arc<TaskEnv>, cores: usize, sink: ResultSink) -> Arc<Executor> {
         let (tx, rx) = unbounded::<TaskDescription>();
-        let exec = Arc::new(Executor { env, stages: Mutex::new(HashMap::new()), queue: tx });
+        let exec = Arc::new(Executor {
+            env,
+            stages: Mutex::new(HashMap::new()),
+            queue: tx,
+        });
         for i in 0..cores.max(1) {
             let rx = rx.clone();
             let weak = Arc::downgrade(&exec);
@@ -56,12 +60,18 @@ impl Executor {
     /// Decodes a stage's pipeline for the tasks that will follow.
     pub fn add_stage(&self, blob: &StageBlob) {
         let entry = decode_stage(blob).map(Arc::new);
-        self.stages.lock().unwrap_or_else(|p| p.into_inner()).insert(blob.id, entry);
+        self.stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(blob.id, entry);
     }
 
     /// Forgets a stage's pipeline.
     pub fn forget_stage(&self, blob: u64) {
-        self.stages.lock().unwrap_or_else(|p| p.into_inner()).remove(&blob);
+        self.stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&blob);
     }
 
     /// Queues a task.
@@ -71,15 +81,27 @@ impl Executor {
     }
 
     fn run(&self, desc: &TaskDescription) -> TaskResult {
-        let stage = self.stages.lock().unwrap_or_else(|p| p.into_inner()).get(&desc.blob).cloned();
+        let stage = self
+            .stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&desc.blob)
+            .cloned();
         match stage {
             Some(Ok(stage)) => run_task(&stage, desc, self.env.clone()),
             Some(Err(e)) => failed(e),
-            None => failed(EmberError::Other(format!("stage pipeline {} was never received", desc.blob))),
+            None => failed(EmberError::Other(format!(
+                "stage pipeline {} was never received",
+                desc.blob
+            ))),
         }
     }
 }
 
 fn failed(e: EmberError) -> TaskResult {
-    TaskResult { outcome: Err(e), accum_updates: Vec::new(), metrics: TaskMetrics::default() }
+    TaskResult {
+        outcome: Err(e),
+        accum_updates: Vec::new(),
+        metrics: TaskMetrics::default(),
+    }
 }

@@ -43,7 +43,10 @@ fn divert_executor_process() {
 }
 
 fn var(name: &str) -> Result<String> {
-    std::env::var(name).map_err(|_| EmberError::Conf { key: name.into(), message: "not set".into() })
+    std::env::var(name).map_err(|_| EmberError::Conf {
+        key: name.into(),
+        message: "not set".into(),
+    })
 }
 
 /// Runs the executor described by the environment until the driver
@@ -51,10 +54,12 @@ fn var(name: &str) -> Result<String> {
 pub fn run_from_env() -> Result<()> {
     let driver = var(env_vars::DRIVER)?;
     let id = ExecutorId(var(env_vars::ID)?);
-    let cores: usize = var(env_vars::CORES)?.parse().map_err(|_| EmberError::Conf {
-        key: env_vars::CORES.into(),
-        message: "not a number".into(),
-    })?;
+    let cores: usize = var(env_vars::CORES)?
+        .parse()
+        .map_err(|_| EmberError::Conf {
+            key: env_vars::CORES.into(),
+            message: "not a number".into(),
+        })?;
     let dir = PathBuf::from(var(env_vars::DIR)?);
     let heartbeat = std::env::var(env_vars::HEARTBEAT_MS)
         .ok()
@@ -69,15 +74,28 @@ pub fn run_from_env() -> Result<()> {
 /// Heartbeat interval when the driver does not set one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 
-fn run(driver: &str, id: ExecutorId, cores: usize, dir: PathBuf, heartbeat: Duration) -> Result<()> {
+fn run(
+    driver: &str,
+    id: ExecutorId,
+    cores: usize,
+    dir: PathBuf,
+    heartbeat: Duration,
+) -> Result<()> {
     let files = ShuffleFiles::new(&dir);
     let block_address = block_server::start(files.clone(), "127.0.0.1")?;
-    let mut reader = TcpStream::connect(driver).map_err(|e| EmberError::Network(format!("connect to driver {driver}: {e}")))?;
+    let mut reader = TcpStream::connect(driver)
+        .map_err(|e| EmberError::Network(format!("connect to driver {driver}: {e}")))?;
     let _ = reader.set_nodelay(true);
-    let writer = Arc::new(Mutex::new(reader.try_clone().map_err(|e| EmberError::Network(e.to_string()))?));
+    let writer = Arc::new(Mutex::new(
+        reader
+            .try_clone()
+            .map_err(|e| EmberError::Network(e.to_string()))?,
+    ));
     let send_msg = {
         let writer = writer.clone();
-        move |msg: &ExecutorMessage| -> Result<()> { send(&mut *writer.lock().unwrap_or_else(|p| p.into_inner()), msg) }
+        move |msg: &ExecutorMessage| -> Result<()> {
+            send(&mut *writer.lock().unwrap_or_else(|p| p.into_inner()), msg)
+        }
     };
     send_msg(&ExecutorMessage::Register {
         id: id.clone(),
@@ -89,7 +107,11 @@ fn run(driver: &str, id: ExecutorId, cores: usize, dir: PathBuf, heartbeat: Dura
     match recv::<DriverMessage>(&mut reader, "registration reply")? {
         Some(DriverMessage::Registered) => {}
         Some(DriverMessage::Refused(e)) => return Err(e),
-        other => return Err(EmberError::Network(format!("unexpected registration reply {other:?}"))),
+        other => {
+            return Err(EmberError::Network(format!(
+                "unexpected registration reply {other:?}"
+            )))
+        }
     }
 
     {
@@ -110,7 +132,12 @@ fn run(driver: &str, id: ExecutorId, cores: usize, dir: PathBuf, heartbeat: Dura
         let send_msg = send_msg.clone();
         ember_rdd::broadcast::set_source(move |bid| {
             let (tx, rx) = bounded(1);
-            waiting.lock().unwrap_or_else(|p| p.into_inner()).entry(bid).or_default().push(tx);
+            waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(bid)
+                .or_default()
+                .push(tx);
             send_msg(&ExecutorMessage::GetBroadcast(bid))?;
             rx.recv_timeout(BROADCAST_TIMEOUT)
                 .map_err(|_| EmberError::Network(format!("{bid}: no answer from the driver")))?
@@ -142,7 +169,11 @@ fn run(driver: &str, id: ExecutorId, cores: usize, dir: PathBuf, heartbeat: Dura
             }
             DriverMessage::RemoveShuffle(s) => files.remove_shuffle(s),
             DriverMessage::Broadcast(bid, bytes) => {
-                let senders = waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&bid).unwrap_or_default();
+                let senders = waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&bid)
+                    .unwrap_or_default();
                 for s in senders {
                     let _ = s.send(bytes.clone().map(|b| b.into_vec()));
                 }

@@ -86,7 +86,10 @@ impl<T: AccumValue> Accumulator<T> {
             Ok(())
         });
         REGISTRY.insert(id, merge);
-        Accumulator { id, driver_value: Some(value) }
+        Accumulator {
+            id,
+            driver_value: Some(value),
+        }
     }
 
     /// Adds `v`: inside a task, to the task's updates; on the driver,
@@ -127,8 +130,12 @@ pub(crate) fn begin_task() {
 
 /// Stops collecting and returns the task's encoded updates.
 pub(crate) fn end_task() -> Vec<(AccumulatorId, Vec<u8>)> {
-    let map = TASK_UPDATES.with(|u| u.borrow_mut().take()).unwrap_or_default();
-    map.into_iter().filter_map(|(id, u)| u.encode().ok().map(|b| (id, b))).collect()
+    let map = TASK_UPDATES
+        .with(|u| u.borrow_mut().take())
+        .unwrap_or_default();
+    map.into_iter()
+        .filter_map(|(id, u)| u.encode().ok().map(|b| (id, b)))
+        .collect()
 }
 
 /// Merges a successful task's updates into the driver's values.

@@ -19,7 +19,10 @@ pub struct Broadcast<T> {
 
 impl<T> Clone for Broadcast<T> {
     fn clone(&self) -> Self {
-        Broadcast { id: self.id, _value: PhantomData }
+        Broadcast {
+            id: self.id,
+            _value: PhantomData,
+        }
     }
 }
 
@@ -27,7 +30,8 @@ type Source = Box<dyn Fn(BroadcastId) -> Result<Vec<u8>> + Send + Sync>;
 
 /// Values of this process, by id: the driver's own, and those an executor
 /// has fetched.
-static VALUES: LazyLock<DashMap<BroadcastId, Arc<dyn Any + Send + Sync>>> = LazyLock::new(DashMap::new);
+static VALUES: LazyLock<DashMap<BroadcastId, Arc<dyn Any + Send + Sync>>> =
+    LazyLock::new(DashMap::new);
 /// How an executor process fetches a value it does not have.
 static SOURCE: OnceLock<Source> = OnceLock::new();
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -39,7 +43,13 @@ impl<T: Data> Broadcast<T> {
         let id = BroadcastId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         let bytes = codec::encode(&value)?;
         VALUES.insert(id, Arc::new(value));
-        Ok((Broadcast { id, _value: PhantomData }, bytes))
+        Ok((
+            Broadcast {
+                id,
+                _value: PhantomData,
+            },
+            bytes,
+        ))
     }
 
     /// The value, fetched from the driver the first time this process
@@ -51,11 +61,15 @@ impl<T: Data> Broadcast<T> {
     /// The value, or why it could not be had.
     pub fn try_value(&self) -> Result<Arc<T>> {
         if let Some(v) = VALUES.get(&self.id) {
-            return v.value().clone().downcast::<T>().map_err(|_| self.wrong_type());
+            return v
+                .value()
+                .clone()
+                .downcast::<T>()
+                .map_err(|_| self.wrong_type());
         }
-        let source = SOURCE
-            .get()
-            .ok_or_else(|| EmberError::Other(format!("{} is not known to this process", self.id)))?;
+        let source = SOURCE.get().ok_or_else(|| {
+            EmberError::Other(format!("{} is not known to this process", self.id))
+        })?;
         let value: Arc<T> = Arc::new(codec::decode(&source(self.id)?, "broadcast value")?);
         VALUES.insert(self.id, value.clone());
         Ok(value)
@@ -72,7 +86,11 @@ impl<T: Data> Broadcast<T> {
     }
 
     fn wrong_type(&self) -> EmberError {
-        EmberError::Other(format!("{} does not hold a {}", self.id, std::any::type_name::<T>()))
+        EmberError::Other(format!(
+            "{} does not hold a {}",
+            self.id,
+            std::any::type_name::<T>()
+        ))
     }
 }
 

@@ -36,7 +36,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         I::IntoIter: 'static,
         F: Fn(V) -> I + UserFn,
     {
-        self.map_partitions(move |it: BoxIter<(K, V)>| it.flat_map(move |(k, v)| f(v).into_iter().map(move |u| (k.clone(), u))))
+        self.map_partitions(move |it: BoxIter<(K, V)>| {
+            it.flat_map(move |(k, v)| f(v).into_iter().map(move |u| (k.clone(), u)))
+        })
     }
 
     /// The keys.
@@ -51,7 +53,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// The pairs moved to the partitions `partitioner` names (a shuffle).
     pub fn partition_by(&self, partitioner: Partitioner<K>) -> Rdd<(K, V)> {
-        let dep = ShuffleDependency::new(self.runner.new_shuffle_id(), self.node.clone(), partitioner);
+        let dep =
+            ShuffleDependency::new(self.runner.new_shuffle_id(), self.node.clone(), partitioner);
         let node = ShuffledNode::new(self.runner.new_rdd_id(), dep);
         self.wrap(Arc::new(node))
     }
@@ -78,17 +81,24 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     {
         let map_side = Combiner::new(env.clone(), create, merge_value, merge_combiners);
         let reduce_side = Combiner::new(env, create, merge_value, merge_combiners);
-        self.map_partitions_with_env(map_side, |c: &Arc<Combiner<E, F1, F2, F3>>, _: usize, it: BoxIter<(K, V)>| {
-            c.combine_values(it)
-        })
+        self.map_partitions_with_env(
+            map_side,
+            |c: &Arc<Combiner<E, F1, F2, F3>>, _: usize, it: BoxIter<(K, V)>| c.combine_values(it),
+        )
         .partition_by(Partitioner::Hash(partitions.max(1)))
-        .map_partitions_with_env(reduce_side, |c: &Arc<Combiner<E, F1, F2, F3>>, _: usize, it: BoxIter<(K, C)>| {
-            c.merge_combiners(it)
-        })
+        .map_partitions_with_env(
+            reduce_side,
+            |c: &Arc<Combiner<E, F1, F2, F3>>, _: usize, it: BoxIter<(K, C)>| c.merge_combiners(it),
+        )
     }
 
     /// Spark's `combineByKey`, into the default number of partitions.
-    pub fn combine_by_key<C: Data, F1, F2, F3>(&self, create: F1, merge_value: F2, merge_combiners: F3) -> Rdd<(K, C)>
+    pub fn combine_by_key<C: Data, F1, F2, F3>(
+        &self,
+        create: F1,
+        merge_value: F2,
+        merge_combiners: F3,
+    ) -> Rdd<(K, C)>
     where
         F1: Fn(V) -> C + UserFn,
         F2: Fn(C, V) -> C + UserFn,
@@ -110,7 +120,11 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     }
 
     /// `reduce_by_key` into `partitions` partitions.
-    pub fn reduce_by_key_into<F: Fn(V, V) -> V + UserFn>(&self, f: F, partitions: usize) -> Rdd<(K, V)> {
+    pub fn reduce_by_key_into<F: Fn(V, V) -> V + UserFn>(
+        &self,
+        f: F,
+        partitions: usize,
+    ) -> Rdd<(K, V)> {
         self.combine_by_key_with(
             (),
             |_: &(), v: V| v,
@@ -163,7 +177,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// job chooses the ranges first, as Spark does).
     pub fn sort_by_key(&self, ascending: bool, partitions: usize) -> Result<Rdd<(K, V)>> {
         let partitions = partitions.max(1);
-        let per_partition = (20 * partitions).div_ceil(self.num_partitions().max(1)).max(20);
+        let per_partition = (20 * partitions)
+            .div_ceil(self.num_partitions().max(1))
+            .max(20);
         let samples = self.run_job(
             per_partition,
             |n: &Arc<usize>, tc: &TaskContext, it: BoxIter<(K, V)>| {
@@ -177,15 +193,18 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         )?;
         let sample: Vec<K> = samples.into_iter().flatten().collect();
         let partitioner = Partitioner::range_from_sample(sample, partitions, ascending);
-        Ok(self.partition_by(partitioner).map_partitions_with_env(ascending, |asc: &Arc<bool>, _: usize, it: BoxIter<(K, V)>| -> BoxIter<(K, V)> {
-            let mut v: Vec<(K, V)> = it.collect();
-            if **asc {
-                v.sort_by(|a, b| a.0.cmp(&b.0));
-            } else {
-                v.sort_by(|a, b| b.0.cmp(&a.0));
-            }
-            Box::new(v.into_iter())
-        }))
+        Ok(self.partition_by(partitioner).map_partitions_with_env(
+            ascending,
+            |asc: &Arc<bool>, _: usize, it: BoxIter<(K, V)>| -> BoxIter<(K, V)> {
+                let mut v: Vec<(K, V)> = it.collect();
+                if **asc {
+                    v.sort_by(|a, b| a.0.cmp(&b.0));
+                } else {
+                    v.sort_by(|a, b| b.0.cmp(&a.0));
+                }
+                Box::new(v.into_iter())
+            },
+        ))
     }
 
     /// For each key, its values here and its values in `other`.
@@ -193,48 +212,81 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         let left = self.map_values(|v: V| Side::<V, W>::Left(v));
         let right = other.map_values(|w: W| Side::<V, W>::Right(w));
         let partitions = self.num_partitions().max(other.num_partitions()).max(1);
-        left.union(&right).group_by_key_into(partitions).map_values(|sides: Vec<Side<V, W>>| {
-            let (mut vs, mut ws) = (Vec::new(), Vec::new());
-            for s in sides {
-                match s {
-                    Side::Left(v) => vs.push(v),
-                    Side::Right(w) => ws.push(w),
+        left.union(&right)
+            .group_by_key_into(partitions)
+            .map_values(|sides: Vec<Side<V, W>>| {
+                let (mut vs, mut ws) = (Vec::new(), Vec::new());
+                for s in sides {
+                    match s {
+                        Side::Left(v) => vs.push(v),
+                        Side::Right(w) => ws.push(w),
+                    }
                 }
-            }
-            (vs, ws)
-        })
+                (vs, ws)
+            })
     }
 
     /// Pairs of values with equal keys.
     pub fn join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, W))> {
-        self.cogroup(other).flat_map_values(|(vs, ws): (Vec<V>, Vec<W>)| {
-            vs.into_iter().flat_map(move |v| ws.clone().into_iter().map(move |w| (v.clone(), w))).collect::<Vec<_>>()
-        })
+        self.cogroup(other)
+            .flat_map_values(|(vs, ws): (Vec<V>, Vec<W>)| {
+                vs.into_iter()
+                    .flat_map(move |v| ws.clone().into_iter().map(move |w| (v.clone(), w)))
+                    .collect::<Vec<_>>()
+            })
     }
 
     /// Every pair here with the matching values of `other`, or `None`.
     pub fn left_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, Option<W>))> {
-        self.cogroup(other).flat_map_values(|(vs, ws): (Vec<V>, Vec<W>)| {
-            let ws: Vec<Option<W>> = if ws.is_empty() { vec![None] } else { ws.into_iter().map(Some).collect() };
-            vs.into_iter().flat_map(move |v| ws.clone().into_iter().map(move |w| (v.clone(), w))).collect::<Vec<_>>()
-        })
+        self.cogroup(other)
+            .flat_map_values(|(vs, ws): (Vec<V>, Vec<W>)| {
+                let ws: Vec<Option<W>> = if ws.is_empty() {
+                    vec![None]
+                } else {
+                    ws.into_iter().map(Some).collect()
+                };
+                vs.into_iter()
+                    .flat_map(move |v| ws.clone().into_iter().map(move |w| (v.clone(), w)))
+                    .collect::<Vec<_>>()
+            })
     }
 
     /// Every pair of `other` with the matching values here, or `None`.
     pub fn right_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, W))> {
-        self.cogroup(other).flat_map_values(|(vs, ws): (Vec<V>, Vec<W>)| {
-            let vs: Vec<Option<V>> = if vs.is_empty() { vec![None] } else { vs.into_iter().map(Some).collect() };
-            vs.into_iter().flat_map(move |v| ws.clone().into_iter().map(move |w| (v.clone(), w))).collect::<Vec<_>>()
-        })
+        self.cogroup(other)
+            .flat_map_values(|(vs, ws): (Vec<V>, Vec<W>)| {
+                let vs: Vec<Option<V>> = if vs.is_empty() {
+                    vec![None]
+                } else {
+                    vs.into_iter().map(Some).collect()
+                };
+                vs.into_iter()
+                    .flat_map(move |v| ws.clone().into_iter().map(move |w| (v.clone(), w)))
+                    .collect::<Vec<_>>()
+            })
     }
 
     /// Every key of either side, with the matching values or `None`.
-    pub fn full_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, Option<W>))> {
-        self.cogroup(other).flat_map_values(|(vs, ws): (Vec<V>, Vec<W>)| {
-            let vs: Vec<Option<V>> = if vs.is_empty() { vec![None] } else { vs.into_iter().map(Some).collect() };
-            let ws: Vec<Option<W>> = if ws.is_empty() { vec![None] } else { ws.into_iter().map(Some).collect() };
-            vs.into_iter().flat_map(move |v| ws.clone().into_iter().map(move |w| (v.clone(), w))).collect::<Vec<_>>()
-        })
+    pub fn full_outer_join<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+    ) -> Rdd<(K, (Option<V>, Option<W>))> {
+        self.cogroup(other)
+            .flat_map_values(|(vs, ws): (Vec<V>, Vec<W>)| {
+                let vs: Vec<Option<V>> = if vs.is_empty() {
+                    vec![None]
+                } else {
+                    vs.into_iter().map(Some).collect()
+                };
+                let ws: Vec<Option<W>> = if ws.is_empty() {
+                    vec![None]
+                } else {
+                    ws.into_iter().map(Some).collect()
+                };
+                vs.into_iter()
+                    .flat_map(move |v| ws.clone().into_iter().map(move |w| (v.clone(), w)))
+                    .collect::<Vec<_>>()
+            })
     }
 
     // ---- actions on pairs ----

@@ -8,8 +8,8 @@
 use crate::node::{BoxIter, Compute, NodeCore, RddNode};
 use crate::runner::JobRunner;
 use crate::shuffled::{Key, ResultRoot};
-use crate::transforms::{CoalesceNode, Env, MapPartitionsNode, PartitionFn, UnionNode};
 use crate::task::{throw, TaskContext};
+use crate::transforms::{CoalesceNode, Env, MapPartitionsNode, PartitionFn, UnionNode};
 use ember_core::{codec, Data, EmberError, RddId, Result};
 use ember_storage::StorageLevel;
 use rand::{Rng, SeedableRng};
@@ -26,7 +26,10 @@ pub struct Rdd<T> {
 
 impl<T> Clone for Rdd<T> {
     fn clone(&self) -> Self {
-        Rdd { node: self.node.clone(), runner: self.runner.clone() }
+        Rdd {
+            node: self.node.clone(),
+            runner: self.runner.clone(),
+        }
     }
 }
 
@@ -71,11 +74,25 @@ impl<T: Data> Rdd<T> {
     }
 
     pub(crate) fn wrap<U: Data>(&self, node: Arc<dyn Compute<U>>) -> Rdd<U> {
-        Rdd { node, runner: self.runner.clone() }
+        Rdd {
+            node,
+            runner: self.runner.clone(),
+        }
     }
 
-    fn derive<U: Data, E: Env, F: PartitionFn<E, T, U>>(&self, name: &'static str, env: E, f: F) -> Rdd<U> {
-        let node = MapPartitionsNode::new(self.core(self.num_partitions()), self.node.clone(), env, f, name);
+    fn derive<U: Data, E: Env, F: PartitionFn<E, T, U>>(
+        &self,
+        name: &'static str,
+        env: E,
+        f: F,
+    ) -> Rdd<U> {
+        let node = MapPartitionsNode::new(
+            self.core(self.num_partitions()),
+            self.node.clone(),
+            env,
+            f,
+            name,
+        );
         self.wrap(Arc::new(node))
     }
 
@@ -83,34 +100,54 @@ impl<T: Data> Rdd<T> {
 
     /// The primitive behind every per-partition transformation:
     /// `f(env, partition index, records)`.
-    pub fn map_partitions_with_env<U: Data, E: Env, F: PartitionFn<E, T, U>>(&self, env: E, f: F) -> Rdd<U> {
+    pub fn map_partitions_with_env<U: Data, E: Env, F: PartitionFn<E, T, U>>(
+        &self,
+        env: E,
+        f: F,
+    ) -> Rdd<U> {
         self.derive("map_partitions", env, f)
     }
 
     /// `f` applied to every record.
     pub fn map<U: Data, F: Fn(T) -> U + UserFn>(&self, f: F) -> Rdd<U> {
-        self.derive("map", (), move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<U> { Box::new(it.map(f)) })
+        self.derive(
+            "map",
+            (),
+            move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<U> { Box::new(it.map(f)) },
+        )
     }
 
     /// `f(env, record)` for every record; `env` is shipped with the task.
     pub fn map_with<U: Data, E: Env, F: Fn(&E, T) -> U + UserFn>(&self, env: E, f: F) -> Rdd<U> {
-        self.derive("map", env, move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<U> {
-            let env = env.clone();
-            Box::new(it.map(move |x| f(&env, x)))
-        })
+        self.derive(
+            "map",
+            env,
+            move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<U> {
+                let env = env.clone();
+                Box::new(it.map(move |x| f(&env, x)))
+            },
+        )
     }
 
     /// Records for which `f` is true.
     pub fn filter<F: Fn(&T) -> bool + UserFn>(&self, f: F) -> Rdd<T> {
-        self.derive("filter", (), move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<T> { Box::new(it.filter(f)) })
+        self.derive(
+            "filter",
+            (),
+            move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<T> { Box::new(it.filter(f)) },
+        )
     }
 
     /// Records for which `f(env, record)` is true.
     pub fn filter_with<E: Env, F: Fn(&E, &T) -> bool + UserFn>(&self, env: E, f: F) -> Rdd<T> {
-        self.derive("filter", env, move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<T> {
-            let env = env.clone();
-            Box::new(it.filter(move |x| f(&env, x)))
-        })
+        self.derive(
+            "filter",
+            env,
+            move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<T> {
+                let env = env.clone();
+                Box::new(it.filter(move |x| f(&env, x)))
+            },
+        )
     }
 
     /// Every record of `f(record)`, flattened.
@@ -120,7 +157,11 @@ impl<T: Data> Rdd<T> {
         I::IntoIter: 'static,
         F: Fn(T) -> I + UserFn,
     {
-        self.derive("flat_map", (), move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<U> { Box::new(it.flat_map(f)) })
+        self.derive(
+            "flat_map",
+            (),
+            move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<U> { Box::new(it.flat_map(f)) },
+        )
     }
 
     /// Every record of `f(env, record)`, flattened.
@@ -130,10 +171,14 @@ impl<T: Data> Rdd<T> {
         I::IntoIter: 'static,
         F: Fn(&E, T) -> I + UserFn,
     {
-        self.derive("flat_map", env, move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<U> {
-            let env = env.clone();
-            Box::new(it.flat_map(move |x| f(&env, x)))
-        })
+        self.derive(
+            "flat_map",
+            env,
+            move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<U> {
+                let env = env.clone();
+                Box::new(it.flat_map(move |x| f(&env, x)))
+            },
+        )
     }
 
     /// `f` applied to each whole partition.
@@ -143,9 +188,13 @@ impl<T: Data> Rdd<T> {
         I::IntoIter: 'static,
         F: Fn(BoxIter<T>) -> I + UserFn,
     {
-        self.derive("map_partitions", (), move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<U> {
-            Box::new(f(it).into_iter())
-        })
+        self.derive(
+            "map_partitions",
+            (),
+            move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<U> {
+                Box::new(f(it).into_iter())
+            },
+        )
     }
 
     /// `f(partition index, records)` for each partition.
@@ -155,62 +204,89 @@ impl<T: Data> Rdd<T> {
         I::IntoIter: 'static,
         F: Fn(usize, BoxIter<T>) -> I + UserFn,
     {
-        self.derive("map_partitions_with_index", (), move |_: &Arc<()>, p: usize, it: BoxIter<T>| -> BoxIter<U> {
-            Box::new(f(p, it).into_iter())
-        })
+        self.derive(
+            "map_partitions_with_index",
+            (),
+            move |_: &Arc<()>, p: usize, it: BoxIter<T>| -> BoxIter<U> {
+                Box::new(f(p, it).into_iter())
+            },
+        )
     }
 
     /// `(f(record), record)` pairs.
     pub fn key_by<K: Data, F: Fn(&T) -> K + UserFn>(&self, f: F) -> Rdd<(K, T)> {
-        self.derive("key_by", (), move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<(K, T)> {
-            Box::new(it.map(move |x| (f(&x), x)))
-        })
+        self.derive(
+            "key_by",
+            (),
+            move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<(K, T)> {
+                Box::new(it.map(move |x| (f(&x), x)))
+            },
+        )
     }
 
     /// Each partition as one vector.
     pub fn glom(&self) -> Rdd<Vec<T>> {
-        self.derive("glom", (), |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<Vec<T>> {
-            Box::new(std::iter::once(it.collect()))
-        })
+        self.derive(
+            "glom",
+            (),
+            |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<Vec<T>> {
+                Box::new(std::iter::once(it.collect()))
+            },
+        )
     }
 
     /// A random sample: each record kept with probability `fraction`
     /// (without replacement) or repeated a Poisson(`fraction`) number of
     /// times (with replacement); the same seed gives the same sample.
     pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> Rdd<T> {
-        self.derive("sample", (with_replacement, fraction, seed), |env: &Arc<(bool, f64, u64)>, p: usize, it: BoxIter<T>| -> BoxIter<T> {
-            let (with_replacement, fraction, seed) = **env;
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (p as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            if with_replacement {
-                Box::new(it.flat_map(move |x| {
-                    let n = poisson(&mut rng, fraction);
-                    std::iter::repeat_n(x, n)
-                }))
-            } else {
-                Box::new(it.filter(move |_| rng.gen::<f64>() < fraction))
-            }
-        })
+        self.derive(
+            "sample",
+            (with_replacement, fraction, seed),
+            |env: &Arc<(bool, f64, u64)>, p: usize, it: BoxIter<T>| -> BoxIter<T> {
+                let (with_replacement, fraction, seed) = **env;
+                let mut rng = rand::rngs::StdRng::seed_from_u64(
+                    seed ^ (p as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
+                if with_replacement {
+                    Box::new(it.flat_map(move |x| {
+                        let n = poisson(&mut rng, fraction);
+                        std::iter::repeat_n(x, n)
+                    }))
+                } else {
+                    Box::new(it.filter(move |_| rng.gen::<f64>() < fraction))
+                }
+            },
+        )
     }
 
     /// Each record with its global index (partition order, then position).
     /// Runs a job to count the partitions first, as Spark does.
     pub fn zip_with_index(&self) -> Result<Rdd<(T, u64)>> {
-        let counts = self.map_partitions(|it: BoxIter<T>| std::iter::once(it.count() as u64)).collect()?;
+        let counts = self
+            .map_partitions(|it: BoxIter<T>| std::iter::once(it.count() as u64))
+            .collect()?;
         let mut offsets = Vec::with_capacity(counts.len());
         let mut acc = 0u64;
         for c in counts {
             offsets.push(acc);
             acc += c;
         }
-        Ok(self.derive("zip_with_index", offsets, |off: &Arc<Vec<u64>>, p: usize, it: BoxIter<T>| -> BoxIter<(T, u64)> {
-            let start = off.get(p).copied().unwrap_or(0);
-            Box::new(it.enumerate().map(move |(i, x)| (x, start + i as u64)))
-        }))
+        Ok(self.derive(
+            "zip_with_index",
+            offsets,
+            |off: &Arc<Vec<u64>>, p: usize, it: BoxIter<T>| -> BoxIter<(T, u64)> {
+                let start = off.get(p).copied().unwrap_or(0);
+                Box::new(it.enumerate().map(move |(i, x)| (x, start + i as u64)))
+            },
+        ))
     }
 
     /// This RDD's partitions followed by `other`'s.
     pub fn union(&self, other: &Rdd<T>) -> Rdd<T> {
-        let node = UnionNode::new(self.runner.new_rdd_id(), vec![self.node.clone(), other.node.clone()]);
+        let node = UnionNode::new(
+            self.runner.new_rdd_id(),
+            vec![self.node.clone(), other.node.clone()],
+        );
         self.wrap(Arc::new(node))
     }
 
@@ -245,7 +321,12 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Records sorted by `f(record)`.
-    pub fn sort_by<K: Key, F: Fn(&T) -> K + UserFn>(&self, f: F, ascending: bool, partitions: usize) -> Result<Rdd<T>> {
+    pub fn sort_by<K: Key, F: Fn(&T) -> K + UserFn>(
+        &self,
+        f: F,
+        ascending: bool,
+        partitions: usize,
+    ) -> Result<Rdd<T>> {
         Ok(self.key_by(f).sort_by_key(ascending, partitions)?.values())
     }
 
@@ -274,7 +355,12 @@ impl<T: Data> Rdd<T> {
 
     /// Runs `f(env, task, records)` on the given partitions and returns
     /// their results in order: the primitive behind every action.
-    pub fn run_job<R: Data, E: Env, F>(&self, env: E, f: F, partitions: Vec<usize>) -> Result<Vec<R>>
+    pub fn run_job<R: Data, E: Env, F>(
+        &self,
+        env: E,
+        f: F,
+        partitions: Vec<usize>,
+    ) -> Result<Vec<R>>
     where
         F: Fn(&Arc<E>, &TaskContext, BoxIter<T>) -> R + UserFn,
     {
@@ -283,7 +369,10 @@ impl<T: Data> Rdd<T> {
         }
         let root = Arc::new(ResultRoot::new(self.node.clone(), env, f));
         let results = self.runner.run_job(root, partitions)?;
-        results.iter().map(|b| codec::decode(b, "task result")).collect()
+        results
+            .iter()
+            .map(|b| codec::decode(b, "task result"))
+            .collect()
     }
 
     fn all_partitions(&self) -> Vec<usize> {
@@ -292,13 +381,21 @@ impl<T: Data> Rdd<T> {
 
     /// Every record, in partition order.
     pub fn collect(&self) -> Result<Vec<T>> {
-        let parts = self.run_job((), |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.collect::<Vec<T>>(), self.all_partitions())?;
+        let parts = self.run_job(
+            (),
+            |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.collect::<Vec<T>>(),
+            self.all_partitions(),
+        )?;
         Ok(parts.into_iter().flatten().collect())
     }
 
     /// Number of records.
     pub fn count(&self) -> Result<u64> {
-        let parts = self.run_job((), |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.count() as u64, self.all_partitions())?;
+        let parts = self.run_job(
+            (),
+            |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.count() as u64,
+            self.all_partitions(),
+        )?;
         Ok(parts.into_iter().sum())
     }
 
@@ -313,7 +410,11 @@ impl<T: Data> Rdd<T> {
             let parts: Vec<usize> = (next..(next + round).min(total)).collect();
             next += parts.len();
             let want = n - out.len();
-            let got = self.run_job(want, |w: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| it.take(**w).collect::<Vec<T>>(), parts)?;
+            let got = self.run_job(
+                want,
+                |w: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| it.take(**w).collect::<Vec<T>>(),
+                parts,
+            )?;
             out.extend(got.into_iter().flatten().take(want));
             round *= 4;
         }
@@ -327,14 +428,22 @@ impl<T: Data> Rdd<T> {
 
     /// All records combined with `f` (`None` for an empty RDD).
     pub fn reduce<F: Fn(T, T) -> T + UserFn>(&self, f: F) -> Result<Option<T>> {
-        let parts = self.run_job((), move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.reduce(f), self.all_partitions())?;
+        let parts = self.run_job(
+            (),
+            move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.reduce(f),
+            self.all_partitions(),
+        )?;
         Ok(parts.into_iter().flatten().reduce(f))
     }
 
     /// Folds each partition from `zero`, then the partition results from
     /// `zero` (Spark's semantics: `zero` is used once per partition).
     pub fn fold<F: Fn(T, T) -> T + UserFn>(&self, zero: T, f: F) -> Result<T> {
-        let parts = self.run_job(zero.clone(), move |z: &Arc<T>, _: &TaskContext, it: BoxIter<T>| it.fold((**z).clone(), f), self.all_partitions())?;
+        let parts = self.run_job(
+            zero.clone(),
+            move |z: &Arc<T>, _: &TaskContext, it: BoxIter<T>| it.fold((**z).clone(), f),
+            self.all_partitions(),
+        )?;
         Ok(parts.into_iter().fold(zero, f))
     }
 
@@ -345,25 +454,41 @@ impl<T: Data> Rdd<T> {
         S: Fn(U, T) -> U + UserFn,
         C: Fn(U, U) -> U + UserFn,
     {
-        let parts = self.run_job(zero.clone(), move |z: &Arc<U>, _: &TaskContext, it: BoxIter<T>| it.fold((**z).clone(), seq), self.all_partitions())?;
+        let parts = self.run_job(
+            zero.clone(),
+            move |z: &Arc<U>, _: &TaskContext, it: BoxIter<T>| it.fold((**z).clone(), seq),
+            self.all_partitions(),
+        )?;
         Ok(parts.into_iter().fold(zero, comb))
     }
 
     /// Runs `f` on every record, on the executors.
     pub fn foreach<F: Fn(T) + UserFn>(&self, f: F) -> Result<()> {
-        self.run_job((), move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.for_each(f), self.all_partitions())?;
+        self.run_job(
+            (),
+            move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.for_each(f),
+            self.all_partitions(),
+        )?;
         Ok(())
     }
 
     /// Runs `f(env, record)` on every record, on the executors.
     pub fn foreach_with<E: Env, F: Fn(&E, T) + UserFn>(&self, env: E, f: F) -> Result<()> {
-        self.run_job(env, move |e: &Arc<E>, _: &TaskContext, it: BoxIter<T>| it.for_each(|x| f(e, x)), self.all_partitions())?;
+        self.run_job(
+            env,
+            move |e: &Arc<E>, _: &TaskContext, it: BoxIter<T>| it.for_each(|x| f(e, x)),
+            self.all_partitions(),
+        )?;
         Ok(())
     }
 
     /// Runs `f` on every partition, on the executors.
     pub fn foreach_partition<F: Fn(BoxIter<T>) + UserFn>(&self, f: F) -> Result<()> {
-        self.run_job((), move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| f(it), self.all_partitions())?;
+        self.run_job(
+            (),
+            move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| f(it),
+            self.all_partitions(),
+        )?;
         Ok(())
     }
 
@@ -380,7 +505,11 @@ impl<T: Data> Rdd<T> {
     where
         T: Ord,
     {
-        let parts = self.run_job(n, |n: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| smallest(it, **n), self.all_partitions())?;
+        let parts = self.run_job(
+            n,
+            |n: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| smallest(it, **n),
+            self.all_partitions(),
+        )?;
         Ok(smallest(parts.into_iter().flatten(), n))
     }
 
@@ -389,7 +518,11 @@ impl<T: Data> Rdd<T> {
     where
         T: Ord,
     {
-        let parts = self.run_job(n, |n: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| largest(it, **n), self.all_partitions())?;
+        let parts = self.run_job(
+            n,
+            |n: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| largest(it, **n),
+            self.all_partitions(),
+        )?;
         Ok(largest(parts.into_iter().flatten(), n))
     }
 
@@ -410,32 +543,37 @@ impl<T: Data> Rdd<T> {
         }
         std::fs::create_dir_all(dir).map_err(|e| EmberError::io(dir, "create", e))?;
         let dir_str = dir.display().to_string();
-        self.run_job(dir_str, |d: &Arc<String>, tc: &TaskContext, it: BoxIter<T>| {
-            use std::io::Write;
-            let final_path = Path::new(d.as_str()).join(format!("part-{:05}", tc.partition));
-            let tmp = Path::new(d.as_str()).join(format!(".part-{:05}.{}.tmp", tc.partition, tc.task_id.0));
-            // Removes the temporary file unless it was renamed, also when a
-            // user function panics while the partition is being written.
-            struct RemoveOnDrop<'a>(&'a Path);
-            impl Drop for RemoveOnDrop<'_> {
-                fn drop(&mut self) {
-                    let _ = std::fs::remove_file(self.0);
+        self.run_job(
+            dir_str,
+            |d: &Arc<String>, tc: &TaskContext, it: BoxIter<T>| {
+                use std::io::Write;
+                let final_path = Path::new(d.as_str()).join(format!("part-{:05}", tc.partition));
+                let tmp = Path::new(d.as_str())
+                    .join(format!(".part-{:05}.{}.tmp", tc.partition, tc.task_id.0));
+                // Removes the temporary file unless it was renamed, also when a
+                // user function panics while the partition is being written.
+                struct RemoveOnDrop<'a>(&'a Path);
+                impl Drop for RemoveOnDrop<'_> {
+                    fn drop(&mut self) {
+                        let _ = std::fs::remove_file(self.0);
+                    }
                 }
-            }
-            let _cleanup = RemoveOnDrop(&tmp);
-            let write = || -> std::io::Result<()> {
-                let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-                for x in it {
-                    writeln!(w, "{x}")?;
+                let _cleanup = RemoveOnDrop(&tmp);
+                let write = || -> std::io::Result<()> {
+                    let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                    for x in it {
+                        writeln!(w, "{x}")?;
+                    }
+                    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                    std::fs::rename(&tmp, &final_path)
+                };
+                if let Err(e) = write() {
+                    let _ = std::fs::remove_file(&tmp);
+                    throw(EmberError::io(&final_path, "write", e));
                 }
-                w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                std::fs::rename(&tmp, &final_path)
-            };
-            if let Err(e) = write() {
-                let _ = std::fs::remove_file(&tmp);
-                throw(EmberError::io(&final_path, "write", e));
-            }
-        }, self.all_partitions())?;
+            },
+            self.all_partitions(),
+        )?;
         let success = dir.join("_SUCCESS");
         std::fs::write(&success, b"").map_err(|e| EmberError::io(&success, "write", e))?;
         Ok(())
@@ -466,7 +604,10 @@ fn smallest<T: Ord>(it: impl Iterator<Item = T>, n: usize) -> Vec<T> {
 }
 
 fn largest<T: Ord>(it: impl Iterator<Item = T>, n: usize) -> Vec<T> {
-    let mut v: Vec<T> = smallest(it.map(std::cmp::Reverse), n).into_iter().map(|r| r.0).collect();
+    let mut v: Vec<T> = smallest(it.map(std::cmp::Reverse), n)
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
     v.sort_by(|a, b| b.cmp(a));
     v
 }

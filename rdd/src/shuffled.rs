@@ -2,8 +2,10 @@
 //! records into one segment per reduce partition) and the reduce side (an
 //! RDD that reads its segment from every map output).
 
-use crate::node::{iterator, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable, ShippedBody};
 use crate::node::{erase_rdd, parent, ship_node};
+use crate::node::{
+    iterator, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable, ShippedBody,
+};
 use crate::stage::{ship_root, ShippableRoot, StageRoot};
 use crate::task::{TaskContext, TaskOutput, TaskRoot};
 use ember_core::{Data, EmberError, ExecutorId, Partitioner, Result, ShuffleId};
@@ -39,8 +41,16 @@ pub struct ShuffleDependency<K, V> {
 
 impl<K: Key, V: Data> ShuffleDependency<K, V> {
     /// Records of `parent` moved to the partitions `partitioner` names.
-    pub fn new(shuffle_id: ShuffleId, parent: Arc<dyn Compute<(K, V)>>, partitioner: Partitioner<K>) -> Self {
-        ShuffleDependency { shuffle_id, parent, partitioner }
+    pub fn new(
+        shuffle_id: ShuffleId,
+        parent: Arc<dyn Compute<(K, V)>>,
+        partitioner: Partitioner<K>,
+    ) -> Self {
+        ShuffleDependency {
+            shuffle_id,
+            parent,
+            partitioner,
+        }
     }
 }
 
@@ -84,7 +94,10 @@ impl<K: Key, V: Data> ShippableRoot for ShuffleWriteRoot<K, V> {
         &self.body
     }
     fn rebuild(body: Self::Body, parents: &[&Decoded]) -> Result<Self> {
-        Ok(ShuffleWriteRoot { parent: parent(parents, 0)?, body })
+        Ok(ShuffleWriteRoot {
+            parent: parent(parents, 0)?,
+            body,
+        })
     }
 }
 
@@ -98,8 +111,16 @@ impl<K: Key, V: Data> TaskRoot for ShuffleWriteRoot<K, V> {
             let r = partitioner.partition(&k);
             writers[r].push((k, v), record_bytes)?;
         }
-        let segments = writers.into_iter().map(ChunkWriter::finish).collect::<Result<Vec<_>>>()?;
-        let sizes = tc.env.shuffle_files.write_map_output(*shuffle, tc.partition, &segments, tc.task_id.0)?;
+        let segments = writers
+            .into_iter()
+            .map(ChunkWriter::finish)
+            .collect::<Result<Vec<_>>>()?;
+        let sizes = tc.env.shuffle_files.write_map_output(
+            *shuffle,
+            tc.partition,
+            &segments,
+            tc.task_id.0,
+        )?;
         Ok(TaskOutput::Map(MapStatus {
             executor: tc.env.executor_id.clone(),
             address: tc.env.block_address.clone(),
@@ -119,7 +140,11 @@ pub struct ShuffledNode<K, V> {
 impl<K: Key, V: Data> ShuffledNode<K, V> {
     /// The reduce side of `dep`.
     pub fn new(id: ember_core::RddId, dep: ShuffleDependency<K, V>) -> Self {
-        ShuffledNode { core: NodeCore::new(id, dep.num_reduces()), body: dep.shuffle_id, dep: Some(Arc::new(dep)) }
+        ShuffledNode {
+            core: NodeCore::new(id, dep.num_reduces()),
+            body: dep.shuffle_id,
+            dep: Some(Arc::new(dep)),
+        }
     }
 }
 
@@ -132,7 +157,11 @@ impl<K: Key, V: Data> Shippable for ShuffledNode<K, V> {
         &self.body
     }
     fn rebuild(core: NodeCore, body: ShuffleId, _: &[&Decoded]) -> Result<Self> {
-        Ok(ShuffledNode { core, body, dep: None })
+        Ok(ShuffledNode {
+            core,
+            body,
+            dep: None,
+        })
     }
     fn erase(self) -> Decoded {
         erase_rdd::<(K, V), _>(self)
@@ -144,7 +173,10 @@ impl<K: Key, V: Data> RddNode for ShuffledNode<K, V> {
         &self.core
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        self.dep.iter().map(|d| Dependency::Shuffle(d.clone())).collect()
+        self.dep
+            .iter()
+            .map(|d| Dependency::Shuffle(d.clone()))
+            .collect()
     }
     fn ship(&self) -> Result<ShippedBody> {
         ship_node(self)
@@ -157,20 +189,24 @@ impl<K: Key, V: Data> RddNode for ShuffledNode<K, V> {
 impl<K: Key, V: Data> Compute<(K, V)> for ShuffledNode<K, V> {
     fn compute(&self, part: usize, tc: &TaskContext) -> Result<BoxIter<(K, V)>> {
         let shuffle = self.body;
-        let statuses = tc.shuffle_inputs.get(&shuffle).ok_or_else(|| EmberError::FetchFailed {
-            shuffle,
-            map: 0,
-            reduce: part,
-            executor: tc.env.executor_id.clone(),
-            message: "the stage was sent without this shuffle's map outputs".into(),
-        })?;
-        let fetch_failed = |map: usize, executor: &ExecutorId, message: String| EmberError::FetchFailed {
-            shuffle,
-            map,
-            reduce: part,
-            executor: executor.clone(),
-            message,
-        };
+        let statuses = tc
+            .shuffle_inputs
+            .get(&shuffle)
+            .ok_or_else(|| EmberError::FetchFailed {
+                shuffle,
+                map: 0,
+                reduce: part,
+                executor: tc.env.executor_id.clone(),
+                message: "the stage was sent without this shuffle's map outputs".into(),
+            })?;
+        let fetch_failed =
+            |map: usize, executor: &ExecutorId, message: String| EmberError::FetchFailed {
+                shuffle,
+                map,
+                reduce: part,
+                executor: executor.clone(),
+                message,
+            };
         // Group the non-empty segments by where they are.
         let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut segments: Vec<(usize, Vec<u8>)> = Vec::new();
@@ -192,11 +228,9 @@ impl<K: Key, V: Data> Compute<(K, V)> for ShuffledNode<K, V> {
         }
         for (addr, maps) in remote {
             let owner = &statuses[maps[0]].executor;
-            let fetcher = tc
-                .env
-                .fetcher
-                .as_ref()
-                .ok_or_else(|| fetch_failed(maps[0], owner, "no remote fetcher on this executor".into()))?;
+            let fetcher = tc.env.fetcher.as_ref().ok_or_else(|| {
+                fetch_failed(maps[0], owner, "no remote fetcher on this executor".into())
+            })?;
             let segs = fetcher
                 .fetch(&addr, shuffle, &maps, part)
                 .map_err(|e| fetch_failed(maps[0], owner, e.to_string()))?;
@@ -206,8 +240,8 @@ impl<K: Key, V: Data> Compute<(K, V)> for ShuffledNode<K, V> {
         let mut records = Vec::new();
         for (map, seg) in segments {
             let what = format!("shuffle {} map {map} reduce {part}", shuffle.0);
-            let mut recs: Vec<(K, V)> =
-                segment_records(&seg, &what).map_err(|e| fetch_failed(map, &statuses[map].executor, e.to_string()))?;
+            let mut recs: Vec<(K, V)> = segment_records(&seg, &what)
+                .map_err(|e| fetch_failed(map, &statuses[map].executor, e.to_string()))?;
             records.append(&mut recs);
         }
         Ok(Box::new(records.into_iter()))
@@ -226,28 +260,42 @@ pub struct ResultRoot<T, R, E, F> {
 
 /// The shipped state of a [`ResultRoot`].
 #[derive(Serialize, Deserialize)]
-#[serde(bound(serialize = "E: Serialize", deserialize = "E: serde::de::DeserializeOwned, F: Copy + Send + Sync + 'static"))]
+#[serde(bound(
+    serialize = "E: Serialize",
+    deserialize = "E: serde::de::DeserializeOwned, F: Copy + Send + Sync + 'static"
+))]
 pub struct ResultBody<E, F> {
     env: Arc<E>,
     f: ember_core::Shipped<F>,
 }
 
 /// The function of a result task.
-pub trait ResultFn<E, T, R>: Fn(&Arc<E>, &TaskContext, BoxIter<T>) -> R + Copy + Send + Sync + 'static {}
-impl<E, T, R, F> ResultFn<E, T, R> for F where F: Fn(&Arc<E>, &TaskContext, BoxIter<T>) -> R + Copy + Send + Sync + 'static {}
+pub trait ResultFn<E, T, R>:
+    Fn(&Arc<E>, &TaskContext, BoxIter<T>) -> R + Copy + Send + Sync + 'static
+{
+}
+impl<E, T, R, F> ResultFn<E, T, R> for F where
+    F: Fn(&Arc<E>, &TaskContext, BoxIter<T>) -> R + Copy + Send + Sync + 'static
+{
+}
 
 impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> ResultRoot<T, R, E, F> {
     /// `f(env, task, records)` over partitions of `parent`.
     pub fn new(parent: Arc<dyn Compute<T>>, env: E, f: F) -> Self {
         ResultRoot {
             parent,
-            body: ResultBody { env: Arc::new(env), f: ember_core::Shipped::new(f) },
+            body: ResultBody {
+                env: Arc::new(env),
+                f: ember_core::Shipped::new(f),
+            },
             _r: std::marker::PhantomData,
         }
     }
 }
 
-impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> StageRoot for ResultRoot<T, R, E, F> {
+impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> StageRoot
+    for ResultRoot<T, R, E, F>
+{
     fn parent(&self) -> Arc<dyn RddNode> {
         self.parent.clone().as_node()
     }
@@ -256,17 +304,25 @@ impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> StageRoo
     }
 }
 
-impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> ShippableRoot for ResultRoot<T, R, E, F> {
+impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> ShippableRoot
+    for ResultRoot<T, R, E, F>
+{
     type Body = ResultBody<E, F>;
     fn body(&self) -> &Self::Body {
         &self.body
     }
     fn rebuild(body: Self::Body, parents: &[&Decoded]) -> Result<Self> {
-        Ok(ResultRoot { parent: parent(parents, 0)?, body, _r: std::marker::PhantomData })
+        Ok(ResultRoot {
+            parent: parent(parents, 0)?,
+            body,
+            _r: std::marker::PhantomData,
+        })
     }
 }
 
-impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> TaskRoot for ResultRoot<T, R, E, F> {
+impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> TaskRoot
+    for ResultRoot<T, R, E, F>
+{
     fn run(&self, tc: &TaskContext) -> Result<TaskOutput> {
         let records = iterator(&self.parent, tc.partition, tc)?;
         let value = (self.body.f.get())(&self.body.env, tc, records);

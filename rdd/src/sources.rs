@@ -1,7 +1,10 @@
 //! Source RDDs: driver-side collections, integer ranges, text files split
 //! by byte ranges, and whole binary files.
 
-use crate::node::{erase_rdd, ship_node, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable, ShippedBody};
+use crate::node::{
+    erase_rdd, ship_node, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable,
+    ShippedBody,
+};
 use crate::task::{throw, TaskContext};
 use ember_core::{codec, Data, EmberError, RddId, Result};
 use serde::{Deserialize, Serialize};
@@ -10,7 +13,6 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
 
 /// A driver-side collection cut into slices, each encoded separately so a
 /// task decodes only its own.
@@ -32,7 +34,11 @@ impl<T: Data> ParallelizeNode<T> {
             let slice: Vec<T> = it.by_ref().take(take).collect();
             body.push(ByteBuf::from(codec::encode(&slice)?));
         }
-        Ok(ParallelizeNode { core: NodeCore::new(id, n), body, _t: PhantomData })
+        Ok(ParallelizeNode {
+            core: NodeCore::new(id, n),
+            body,
+            _t: PhantomData,
+        })
     }
 }
 
@@ -45,13 +51,16 @@ impl<T: Data> Shippable for ParallelizeNode<T> {
         &self.body
     }
     fn rebuild(core: NodeCore, body: Vec<ByteBuf>, _: &[&Decoded]) -> Result<Self> {
-        Ok(ParallelizeNode { core, body, _t: PhantomData })
+        Ok(ParallelizeNode {
+            core,
+            body,
+            _t: PhantomData,
+        })
     }
     fn erase(self) -> Decoded {
         erase_rdd::<T, _>(self)
     }
 }
-
 
 impl<T: Data> Compute<T> for ParallelizeNode<T> {
     fn compute(&self, part: usize, _: &TaskContext) -> Result<BoxIter<T>> {
@@ -80,12 +89,19 @@ impl RangeNode {
         if step == 0 {
             return Err(EmberError::Other("range: step must not be 0".into()));
         }
-        Ok(RangeNode { core: NodeCore::new(id, slices.max(1)), body: (start, end, step) })
+        Ok(RangeNode {
+            core: NodeCore::new(id, slices.max(1)),
+            body: (start, end, step),
+        })
     }
 
     fn len(&self) -> u64 {
         let (start, end, step) = self.body;
-        let span = if step > 0 { end as i128 - start as i128 } else { start as i128 - end as i128 };
+        let span = if step > 0 {
+            end as i128 - start as i128
+        } else {
+            start as i128 - end as i128
+        };
         if span <= 0 {
             0
         } else {
@@ -129,9 +145,14 @@ impl Compute<i64> for RangeNode {
     fn compute(&self, part: usize, _: &TaskContext) -> Result<BoxIter<i64>> {
         let n = self.len() as u128;
         let k = self.core.partitions as u128;
-        let (lo, hi) = ((part as u128 * n / k) as i128, ((part as u128 + 1) * n / k) as i128);
+        let (lo, hi) = (
+            (part as u128 * n / k) as i128,
+            ((part as u128 + 1) * n / k) as i128,
+        );
         let (start, _, step) = self.body;
-        Ok(Box::new((lo..hi).map(move |i| (start as i128 + i * step as i128) as i64)))
+        Ok(Box::new(
+            (lo..hi).map(move |i| (start as i128 + i * step as i128) as i64),
+        ))
     }
     fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
         self
@@ -190,25 +211,43 @@ impl TextFileNode {
     /// `min_partitions` of them where the data allows.
     pub fn new(id: RddId, path: &Path, min_partitions: usize) -> Result<Self> {
         let files = input_files(path)?;
-        let sizes: Vec<u64> = files.iter().map(|f| check_readable(f)).collect::<Result<_>>()?;
+        let sizes: Vec<u64> = files
+            .iter()
+            .map(|f| check_readable(f))
+            .collect::<Result<_>>()?;
         let total: u64 = sizes.iter().sum();
         let goal = (total / min_partitions.max(1) as u64).clamp(1, MAX_SPLIT_BYTES);
         let mut splits = Vec::new();
         for (f, &size) in files.iter().zip(&sizes) {
             let path = f.display().to_string();
             if size == 0 {
-                splits.push(TextSplit { path, start: 0, end: 0 });
+                splits.push(TextSplit {
+                    path,
+                    start: 0,
+                    end: 0,
+                });
                 continue;
             }
             let mut start = 0;
             while start < size {
                 // A small remainder joins the last split, as in Hadoop.
-                let end = if (size - start) as f64 <= goal as f64 * 1.1 { size } else { start + goal };
-                splits.push(TextSplit { path: path.clone(), start, end });
+                let end = if (size - start) as f64 <= goal as f64 * 1.1 {
+                    size
+                } else {
+                    start + goal
+                };
+                splits.push(TextSplit {
+                    path: path.clone(),
+                    start,
+                    end,
+                });
                 start = end;
             }
         }
-        Ok(TextFileNode { core: NodeCore::new(id, splits.len().max(1)), body: splits })
+        Ok(TextFileNode {
+            core: NodeCore::new(id, splits.len().max(1)),
+            body: splits,
+        })
     }
 }
 
@@ -251,7 +290,8 @@ impl Compute<String> for TextFileNode {
         if split.end == 0 {
             return Ok(Box::new(std::iter::empty()));
         }
-        let file = std::fs::File::open(&split.path).map_err(|e| EmberError::io(&split.path, "open", e))?;
+        let file =
+            std::fs::File::open(&split.path).map_err(|e| EmberError::io(&split.path, "open", e))?;
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut pos = split.start;
         if split.start > 0 {
@@ -266,7 +306,13 @@ impl Compute<String> for TextFileNode {
                 .map_err(|e| EmberError::io(&split.path, "read", e))?;
             pos = split.start - 1 + n as u64;
         }
-        Ok(Box::new(LineIter { reader, pos, end: split.end, path: split.path, buf: Vec::new() }))
+        Ok(Box::new(LineIter {
+            reader,
+            pos,
+            end: split.end,
+            path: split.path,
+            buf: Vec::new(),
+        }))
     }
     fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
         self
@@ -330,9 +376,17 @@ impl BinaryFilesNode {
         }
         let k = min_partitions.clamp(1, files.len().max(1));
         let groups = (0..k)
-            .map(|i| files[i * files.len() / k..(i + 1) * files.len() / k].iter().map(|p| p.display().to_string()).collect())
+            .map(|i| {
+                files[i * files.len() / k..(i + 1) * files.len() / k]
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect()
+            })
             .collect::<Vec<Vec<String>>>();
-        Ok(BinaryFilesNode { core: NodeCore::new(id, k), body: groups })
+        Ok(BinaryFilesNode {
+            core: NodeCore::new(id, k),
+            body: groups,
+        })
     }
 }
 

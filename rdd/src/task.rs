@@ -17,7 +17,13 @@ use std::time::Instant;
 pub trait RemoteFetcher: Send + Sync {
     /// Segment `reduce` of each map output in `maps`, in that order, from
     /// the executor at `address`.
-    fn fetch(&self, address: &str, shuffle: ShuffleId, maps: &[usize], reduce: usize) -> Result<Vec<Vec<u8>>>;
+    fn fetch(
+        &self,
+        address: &str,
+        shuffle: ShuffleId,
+        maps: &[usize],
+        reduce: usize,
+    ) -> Result<Vec<Vec<u8>>>;
 }
 
 /// The services of the executor a task runs on.
@@ -120,7 +126,9 @@ pub fn run_task(stage: &DecodedStage, desc: &TaskDescription, env: Arc<TaskEnv>)
     TaskResult {
         outcome,
         accum_updates,
-        metrics: TaskMetrics { run_micros: start.elapsed().as_micros() as u64 },
+        metrics: TaskMetrics {
+            run_micros: start.elapsed().as_micros() as u64,
+        },
     }
 }
 

@@ -2,7 +2,10 @@
 //! [`MapPartitionsNode`]; [`UnionNode`] and [`CoalesceNode`] regroup
 //! parent partitions without a shuffle.
 
-use crate::node::{erase_rdd, iterator, parent, ship_node, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable, ShippedBody};
+use crate::node::{
+    erase_rdd, iterator, parent, ship_node, BoxIter, Compute, Decoded, Dependency, NodeCore,
+    RddNode, Shippable, ShippedBody,
+};
 use crate::task::TaskContext;
 use ember_core::{Data, Result, Shipped};
 use serde::de::DeserializeOwned;
@@ -16,12 +19,21 @@ impl<E> Env for E where E: Serialize + DeserializeOwned + Send + Sync + 'static 
 
 /// The function of a [`MapPartitionsNode`]: environment, partition index
 /// and the parent's records in, this partition's records out.
-pub trait PartitionFn<E, T, U>: Fn(&Arc<E>, usize, BoxIter<T>) -> BoxIter<U> + Copy + Send + Sync + 'static {}
-impl<E, T, U, F> PartitionFn<E, T, U> for F where F: Fn(&Arc<E>, usize, BoxIter<T>) -> BoxIter<U> + Copy + Send + Sync + 'static {}
+pub trait PartitionFn<E, T, U>:
+    Fn(&Arc<E>, usize, BoxIter<T>) -> BoxIter<U> + Copy + Send + Sync + 'static
+{
+}
+impl<E, T, U, F> PartitionFn<E, T, U> for F where
+    F: Fn(&Arc<E>, usize, BoxIter<T>) -> BoxIter<U> + Copy + Send + Sync + 'static
+{
+}
 
 /// The shipped state of a [`MapPartitionsNode`].
 #[derive(Serialize, Deserialize)]
-#[serde(bound(serialize = "E: Serialize", deserialize = "E: DeserializeOwned, F: Copy + Send + Sync + 'static"))]
+#[serde(bound(
+    serialize = "E: Serialize",
+    deserialize = "E: DeserializeOwned, F: Copy + Send + Sync + 'static"
+))]
 pub struct MapBody<E, F> {
     env: Arc<E>,
     f: Shipped<F>,
@@ -38,12 +50,29 @@ pub struct MapPartitionsNode<T, U, E, F> {
 
 impl<T: Data, U: Data, E: Env, F: PartitionFn<E, T, U>> MapPartitionsNode<T, U, E, F> {
     /// A node computing `f(env, partition, parent records)`.
-    pub fn new(core: NodeCore, parent: Arc<dyn Compute<T>>, env: E, f: F, name: &'static str) -> Self {
-        MapPartitionsNode { core, parent, body: MapBody { env: Arc::new(env), f: Shipped::new(f) }, name, _out: PhantomData }
+    pub fn new(
+        core: NodeCore,
+        parent: Arc<dyn Compute<T>>,
+        env: E,
+        f: F,
+        name: &'static str,
+    ) -> Self {
+        MapPartitionsNode {
+            core,
+            parent,
+            body: MapBody {
+                env: Arc::new(env),
+                f: Shipped::new(f),
+            },
+            name,
+            _out: PhantomData,
+        }
     }
 }
 
-impl<T: Data, U: Data, E: Env, F: PartitionFn<E, T, U>> Shippable for MapPartitionsNode<T, U, E, F> {
+impl<T: Data, U: Data, E: Env, F: PartitionFn<E, T, U>> Shippable
+    for MapPartitionsNode<T, U, E, F>
+{
     type Body = MapBody<E, F>;
     fn node_core(&self) -> &NodeCore {
         &self.core
@@ -52,7 +81,13 @@ impl<T: Data, U: Data, E: Env, F: PartitionFn<E, T, U>> Shippable for MapPartiti
         &self.body
     }
     fn rebuild(core: NodeCore, body: Self::Body, parents: &[&Decoded]) -> Result<Self> {
-        Ok(MapPartitionsNode { core, parent: parent(parents, 0)?, body, name: "map_partitions", _out: PhantomData })
+        Ok(MapPartitionsNode {
+            core,
+            parent: parent(parents, 0)?,
+            body,
+            name: "map_partitions",
+            _out: PhantomData,
+        })
     }
     fn erase(self) -> Decoded {
         erase_rdd::<U, _>(self)
@@ -74,7 +109,9 @@ impl<T: Data, U: Data, E: Env, F: PartitionFn<E, T, U>> RddNode for MapPartition
     }
 }
 
-impl<T: Data, U: Data, E: Env, F: PartitionFn<E, T, U>> Compute<U> for MapPartitionsNode<T, U, E, F> {
+impl<T: Data, U: Data, E: Env, F: PartitionFn<E, T, U>> Compute<U>
+    for MapPartitionsNode<T, U, E, F>
+{
     fn compute(&self, part: usize, tc: &TaskContext) -> Result<BoxIter<U>> {
         let input = iterator(&self.parent, part, tc)?;
         Ok((self.body.f.get())(&self.body.env, part, input))
@@ -96,7 +133,11 @@ impl<T: Data> UnionNode<T> {
     /// The union of `parents`.
     pub fn new(id: ember_core::RddId, parents: Vec<Arc<dyn Compute<T>>>) -> Self {
         let counts: Vec<usize> = parents.iter().map(|p| p.core().partitions).collect();
-        UnionNode { core: NodeCore::new(id, counts.iter().sum()), parents, body: counts }
+        UnionNode {
+            core: NodeCore::new(id, counts.iter().sum()),
+            parents,
+            body: counts,
+        }
     }
 }
 
@@ -109,8 +150,14 @@ impl<T: Data> Shippable for UnionNode<T> {
         &self.body
     }
     fn rebuild(core: NodeCore, body: Vec<usize>, parents: &[&Decoded]) -> Result<Self> {
-        let ps = (0..parents.len()).map(|i| parent(parents, i)).collect::<Result<_>>()?;
-        Ok(UnionNode { core, parents: ps, body })
+        let ps = (0..parents.len())
+            .map(|i| parent(parents, i))
+            .collect::<Result<_>>()?;
+        Ok(UnionNode {
+            core,
+            parents: ps,
+            body,
+        })
     }
     fn erase(self) -> Decoded {
         erase_rdd::<T, _>(self)
@@ -122,7 +169,10 @@ impl<T: Data> RddNode for UnionNode<T> {
         &self.core
     }
     fn dependencies(&self) -> Vec<Dependency> {
-        self.parents.iter().map(|p| Dependency::Narrow(p.clone().as_node())).collect()
+        self.parents
+            .iter()
+            .map(|p| Dependency::Narrow(p.clone().as_node()))
+            .collect()
     }
     fn ship(&self) -> Result<ShippedBody> {
         ship_node(self)
@@ -161,8 +211,14 @@ impl<T: Data> CoalesceNode<T> {
     pub fn new(id: ember_core::RddId, parent: Arc<dyn Compute<T>>, partitions: usize) -> Self {
         let n = parent.core().partitions;
         let k = partitions.clamp(1, n.max(1));
-        let groups: Vec<Vec<usize>> = (0..k).map(|i| (i * n / k..(i + 1) * n / k).collect()).collect();
-        CoalesceNode { core: NodeCore::new(id, groups.len()), parent, body: groups }
+        let groups: Vec<Vec<usize>> = (0..k)
+            .map(|i| (i * n / k..(i + 1) * n / k).collect())
+            .collect();
+        CoalesceNode {
+            core: NodeCore::new(id, groups.len()),
+            parent,
+            body: groups,
+        }
     }
 }
 
@@ -175,7 +231,11 @@ impl<T: Data> Shippable for CoalesceNode<T> {
         &self.body
     }
     fn rebuild(core: NodeCore, body: Vec<Vec<usize>>, parents: &[&Decoded]) -> Result<Self> {
-        Ok(CoalesceNode { core, parent: parent(parents, 0)?, body })
+        Ok(CoalesceNode {
+            core,
+            parent: parent(parents, 0)?,
+            body,
+        })
     }
     fn erase(self) -> Decoded {
         erase_rdd::<T, _>(self)

@@ -27,7 +27,11 @@ impl<T: Serialize> Default for ChunkWriter<T> {
 impl<T: Serialize> ChunkWriter<T> {
     /// An empty writer.
     pub fn new() -> Self {
-        ChunkWriter { pending: Vec::new(), pending_bytes: 0, out: Vec::new() }
+        ChunkWriter {
+            pending: Vec::new(),
+            pending_bytes: 0,
+            out: Vec::new(),
+        }
     }
 
     /// Adds a record; `approx_bytes` is the caller's size estimate, used
@@ -47,7 +51,8 @@ impl<T: Serialize> ChunkWriter<T> {
         }
         let raw = codec::encode(&self.pending)?;
         let block = compress_block(&raw);
-        self.out.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        self.out
+            .extend_from_slice(&(block.len() as u32).to_le_bytes());
         self.out.extend_from_slice(&block);
         self.pending.clear();
         self.pending_bytes = 0;
@@ -104,15 +109,23 @@ impl ShuffleFiles {
     }
 
     fn index_path(&self, shuffle: ShuffleId, map: usize) -> PathBuf {
-        self.dir.join(format!("shuffle_{}_{}.index", shuffle.0, map))
+        self.dir
+            .join(format!("shuffle_{}_{}.index", shuffle.0, map))
     }
 
     /// Writes the output of one map task: `segments[r]` for reduce
     /// partition `r`. Both files are written under temporary names and
     /// renamed, so a reader never sees half an output. Returns the size of
     /// each segment.
-    pub fn write_map_output(&self, shuffle: ShuffleId, map: usize, segments: &[Vec<u8>], attempt: u64) -> Result<Vec<u64>> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| EmberError::io(&self.dir, "create shuffle folder", e))?;
+    pub fn write_map_output(
+        &self,
+        shuffle: ShuffleId,
+        map: usize,
+        segments: &[Vec<u8>],
+        attempt: u64,
+    ) -> Result<Vec<u64>> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| EmberError::io(&self.dir, "create shuffle folder", e))?;
         let data = self.data_path(shuffle, map);
         let index = self.index_path(shuffle, map);
         let tmp_data = data.with_extension(format!("data.tmp{attempt}"));
@@ -121,15 +134,18 @@ impl ShuffleFiles {
         let mut pos = 0u64;
         offsets.push(pos);
         {
-            let mut f = File::create(&tmp_data).map_err(|e| EmberError::io(&tmp_data, "create", e))?;
+            let mut f =
+                File::create(&tmp_data).map_err(|e| EmberError::io(&tmp_data, "create", e))?;
             for s in segments {
-                f.write_all(s).map_err(|e| EmberError::io(&tmp_data, "write", e))?;
+                f.write_all(s)
+                    .map_err(|e| EmberError::io(&tmp_data, "write", e))?;
                 pos += s.len() as u64;
                 offsets.push(pos);
             }
         }
         let index_bytes: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-        std::fs::write(&tmp_index, index_bytes).map_err(|e| EmberError::io(&tmp_index, "write", e))?;
+        std::fs::write(&tmp_index, index_bytes)
+            .map_err(|e| EmberError::io(&tmp_index, "write", e))?;
         std::fs::rename(&tmp_index, &index).map_err(|e| EmberError::io(&index, "rename", e))?;
         std::fs::rename(&tmp_data, &data).map_err(|e| EmberError::io(&data, "rename", e))?;
         Ok(segments.iter().map(|s| s.len() as u64).collect())
@@ -138,7 +154,11 @@ impl ShuffleFiles {
     /// Reads the segment of reduce partition `reduce` from a map output
     /// written here.
     pub fn read_segment(&self, shuffle: ShuffleId, map: usize, reduce: usize) -> Result<Vec<u8>> {
-        read_segment(&self.index_path(shuffle, map), &self.data_path(shuffle, map), reduce)
+        read_segment(
+            &self.index_path(shuffle, map),
+            &self.data_path(shuffle, map),
+            reduce,
+        )
     }
 
     /// Deletes the files of `shuffle`.
@@ -164,7 +184,10 @@ pub fn read_segment(index: &Path, data: &Path, reduce: usize) -> Result<Vec<u8>>
     let start = u64::from_le_bytes(pair[..8].try_into().expect("8 bytes"));
     let end = u64::from_le_bytes(pair[8..].try_into().expect("8 bytes"));
     if end < start {
-        return Err(EmberError::codec(index.display().to_string(), "index offsets decrease"));
+        return Err(EmberError::codec(
+            index.display().to_string(),
+            "index offsets decrease",
+        ));
     }
     let mut f = File::open(data).map_err(|e| EmberError::io(data, "open", e))?;
     let mut buf = vec![0u8; (end - start) as usize];

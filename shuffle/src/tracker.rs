@@ -30,7 +30,9 @@ impl MapOutputTracker {
     /// Makes room for a shuffle of `num_maps` map tasks (keeps what is
     /// already registered).
     pub fn register_shuffle(&mut self, shuffle: ShuffleId, num_maps: usize) {
-        self.outputs.entry(shuffle).or_insert_with(|| vec![None; num_maps]);
+        self.outputs
+            .entry(shuffle)
+            .or_insert_with(|| vec![None; num_maps]);
     }
 
     /// Records the output of map task `map`.
@@ -65,13 +67,20 @@ impl MapOutputTracker {
     pub fn missing(&self, shuffle: ShuffleId) -> Vec<usize> {
         match self.outputs.get(&shuffle) {
             None => Vec::new(),
-            Some(v) => v.iter().enumerate().filter(|(_, s)| s.is_none()).map(|(i, _)| i).collect(),
+            Some(v) => v
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.is_none())
+                .map(|(i, _)| i)
+                .collect(),
         }
     }
 
     /// Whether every map output of `shuffle` is available.
     pub fn is_complete(&self, shuffle: ShuffleId) -> bool {
-        self.outputs.get(&shuffle).is_some_and(|v| v.iter().all(Option::is_some))
+        self.outputs
+            .get(&shuffle)
+            .is_some_and(|v| v.iter().all(Option::is_some))
     }
 
     /// The statuses of a complete shuffle, in map order.
@@ -90,7 +99,11 @@ mod tests {
     use super::*;
 
     fn status(e: &str) -> MapStatus {
-        MapStatus { executor: ExecutorId(e.into()), address: None, sizes: vec![1] }
+        MapStatus {
+            executor: ExecutorId(e.into()),
+            address: None,
+            sizes: vec![1],
+        }
     }
 
     #[test]

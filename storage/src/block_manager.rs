@@ -71,8 +71,14 @@ mod tests {
     #[test]
     fn blocks_are_stored_and_removed_by_rdd() {
         let bm = BlockManager::new();
-        let a = BlockId::Rdd { rdd: RddId(1), partition: 0 };
-        let b = BlockId::Rdd { rdd: RddId(2), partition: 0 };
+        let a = BlockId::Rdd {
+            rdd: RddId(1),
+            partition: 0,
+        };
+        let b = BlockId::Rdd {
+            rdd: RddId(2),
+            partition: 0,
+        };
         bm.put(a, Arc::new(vec![1u32, 2, 3]));
         bm.put(b, Arc::new(vec![4u32]));
         let got = bm.get(&a).unwrap();

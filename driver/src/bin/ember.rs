@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ember", version, about = "Ember: an in-memory RDD cluster computing framework")]
+#[command(
+    name = "ember",
+    version,
+    about = "Ember: an in-memory RDD cluster computing framework"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,7 +35,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Submit { master, conf, app, args } => {
+        Command::Submit {
+            master,
+            conf,
+            app,
+            args,
+        } => {
             if let Err(e) = ember_driver::MasterUrl::parse(&master) {
                 eprintln!("ember submit: {e}");
                 return ExitCode::from(2);
@@ -49,7 +58,10 @@ fn main() -> ExitCode {
                     eprintln!("ember submit: --conf {k:?}: keys start with `ember.`");
                     return ExitCode::from(2);
                 };
-                cmd.env(format!("EMBER_{}", rest.replace('.', "_").to_ascii_uppercase()), v.trim());
+                cmd.env(
+                    format!("EMBER_{}", rest.replace('.', "_").to_ascii_uppercase()),
+                    v.trim(),
+                );
             }
             match cmd.status() {
                 Ok(s) => ExitCode::from(s.code().unwrap_or(1) as u8),
