@@ -3,9 +3,27 @@
 //! DIPY's results. It depends on none of the engine and is useful alone.
 //!
 //! Reading and writing: [`nifti_io`]; gradients: [`gradients`]; the mask:
-//! [`mask`] built on [`median`], [`otsu`] and [`morphology`]; noise:
+//! [`mask`] built on [`median`], [`mod@otsu`] and [`morphology`]; noise:
 //! [`noise`]; denoising: [`nlmeans`]; tensor fit: [`dti`]; splitting volumes
-//! into blocks: [`block`]; pictures: [`montage`].
+//! into blocks: [`block`]; pictures: [`montage`]. Every failure is an
+//! [`ImageError`] naming the file and field concerned.
+//!
+//! ```
+//! use ember_image::{median_otsu, estimate_sigma};
+//! use ndarray::Array3;
+//!
+//! // a bright cube in a dim, slightly noisy background
+//! let b0 = Array3::from_shape_fn((16, 16, 16), |(x, y, z)| {
+//!     let inside = [x, y, z].iter().all(|c| (4..12).contains(c));
+//!     (if inside { 1000.0 } else { 10.0 }) + ((x * 7 + y * 3 + z) % 5) as f64
+//! });
+//! let found = median_otsu(b0.view(), 2, 2, 1)?;
+//! assert!(found.mask[[8, 8, 8]] && !found.mask[[0, 0, 0]]);
+//!
+//! let sigma = estimate_sigma(b0.mapv(|v| v as f32).view())?;
+//! assert!(sigma > 0.0);
+//! # Ok::<(), ember_image::ImageError>(())
+//! ```
 
 pub mod block;
 pub mod dti;

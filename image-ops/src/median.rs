@@ -2,7 +2,8 @@
 //! mode="reflect")`, fast enough for whole-brain volumes.
 //!
 //! How: values are first replaced by their ranks among the volume's distinct
-//! values (one sort), so the filter works on small integers. Along each line
+//! values (one sort), so the filter works on small integers; each tile of
+//! lines re-ranks its own slab so its histogram stays in cache. Along each line
 //! of x the window slides one voxel at a time: the (2r+1)² values of the
 //! plane leaving the window are removed from a histogram over ranks and those
 //! of the entering plane are added. The median is found from a two-level
@@ -105,7 +106,7 @@ pub fn median_filter_passes<T: MedianSample>(
     let (mut ranks, values) = rank_transform(volume);
     let shape = [nx, ny, nz];
     for _ in 0..passes {
-        ranks = filter_ranks(&ranks, shape, radius, side, values.len());
+        ranks = filter_ranks(&ranks, shape, radius, side);
     }
     let out: Vec<T> = ranks.iter().map(|&r| values[r as usize]).collect();
     Array3::from_shape_vec((nx, ny, nz).f(), out)
@@ -182,6 +183,13 @@ impl RankHistogram {
         self.below -= u32::from(c < self.cursor);
     }
 
+    /// Moves the cursor back to the start; the histogram must be empty.
+    fn reset(&mut self) {
+        debug_assert!(self.coarse.iter().all(|&c| c == 0));
+        self.cursor = 0;
+        self.below = 0;
+    }
+
     /// The rank of the `k`-th smallest value (0-based) in the window, which
     /// must hold more than `k` values.
     #[inline]
@@ -206,59 +214,98 @@ impl RankHistogram {
     }
 }
 
+/// Output lines per tile along y and along z.
+const TILE: usize = 16;
+
 /// One median pass over a rank volume laid out x fastest.
-fn filter_ranks(
-    ranks: &[u32],
-    [nx, ny, nz]: [usize; 3],
-    radius: usize,
-    side: usize,
-    n_ranks: usize,
-) -> Vec<u32> {
+///
+/// The volume is processed in tiles of `TILE × TILE` lines. Each tile's
+/// input slab (its lines plus the window margin, already reflected) is
+/// re-ranked among its own distinct values, so the histogram spans at most
+/// the slab's size instead of the whole volume's distinct values and stays
+/// in cache.
+fn filter_ranks(ranks: &[u32], [nx, ny, nz]: [usize; 3], radius: usize, side: usize) -> Vec<u32> {
     let r = radius as isize;
     // reflect tables: entry i is the source index for window position i - r
-    let table = |n: usize, len: usize| -> Vec<usize> {
-        (0..len + 2 * radius)
+    let table = |n: usize| -> Vec<usize> {
+        (0..n + 2 * radius)
             .map(|i| reflect_index_scipy(i as isize - r, n))
             .collect()
     };
-    let xs = table(nx, nx);
-    let ys = table(ny, ny);
-    let zs = table(nz, nz);
+    let xs = table(nx);
+    let ys = table(ny);
+    let zs = table(nz);
     let k = ((side * side * side) / 2) as u32;
 
-    let mut hist = RankHistogram::new(n_ranks);
-    let mut out = vec![0u32; ranks.len()];
+    let slab_max = nx * (TILE.min(ny) + 2 * radius) * (TILE.min(nz) + 2 * radius);
+    let mut hist = RankHistogram::new(slab_max);
+    let mut slab = vec![0u32; slab_max];
+    let mut keyed: Vec<u64> = Vec::with_capacity(slab_max);
+    let mut global_of_local: Vec<u32> = Vec::with_capacity(slab_max);
     let mut plane = Vec::with_capacity(side * side);
-    for z in 0..nz {
-        for y in 0..ny {
-            // offsets of the (y, z) cross-section of the window
-            plane.clear();
-            for &zz in &zs[z..z + side] {
-                for &yy in &ys[y..y + side] {
-                    plane.push(nx * (yy + ny * zz));
-                }
-            }
-            for &x in &xs[..side] {
-                for &p in &plane {
-                    hist.insert(ranks[p + x]);
-                }
-            }
-            let line = nx * (y + ny * z);
-            for x in 0..nx {
-                out[line + x] = hist.kth(k);
-                if x + 1 < nx {
-                    let (leaving, entering) = (xs[x], xs[x + side]);
-                    if leaving != entering {
-                        for &p in &plane {
-                            hist.remove(ranks[p + leaving]);
-                            hist.insert(ranks[p + entering]);
-                        }
+    let mut out = vec![0u32; ranks.len()];
+
+    for z0 in (0..nz).step_by(TILE) {
+        let tz = TILE.min(nz - z0);
+        let sz = tz + 2 * radius;
+        for y0 in (0..ny).step_by(TILE) {
+            let ty = TILE.min(ny - y0);
+            let sy = ty + 2 * radius;
+
+            // the slab's global ranks, sorted with their slab positions
+            keyed.clear();
+            for (kk, &zsrc) in zs[z0..z0 + sz].iter().enumerate() {
+                for (jj, &ysrc) in ys[y0..y0 + sy].iter().enumerate() {
+                    let src = nx * (ysrc + ny * zsrc);
+                    let dst = nx * (jj + sy * kk);
+                    for x in 0..nx {
+                        keyed.push(u64::from(ranks[src + x]) << 32 | (dst + x) as u64);
                     }
                 }
             }
-            for &x in &xs[nx - 1..nx - 1 + side] {
-                for &p in &plane {
-                    hist.remove(ranks[p + x]);
+            keyed.sort_unstable();
+            global_of_local.clear();
+            for &key in &keyed {
+                let global = (key >> 32) as u32;
+                if global_of_local.last() != Some(&global) {
+                    global_of_local.push(global);
+                }
+                slab[(key & 0xffff_ffff) as usize] = (global_of_local.len() - 1) as u32;
+            }
+            hist.reset();
+
+            for k0 in 0..tz {
+                for j0 in 0..ty {
+                    // offsets of the (y, z) cross-section of the window in the slab
+                    plane.clear();
+                    for kk in k0..k0 + side {
+                        for jj in j0..j0 + side {
+                            plane.push(nx * (jj + sy * kk));
+                        }
+                    }
+                    for &x in &xs[..side] {
+                        for &p in &plane {
+                            hist.insert(slab[p + x]);
+                        }
+                    }
+                    let line = nx * ((y0 + j0) + ny * (z0 + k0));
+                    for x in 0..nx {
+                        out[line + x] = global_of_local[hist.kth(k) as usize];
+                        if x + 1 < nx {
+                            let (leaving, entering) = (xs[x], xs[x + side]);
+                            if leaving != entering {
+                                for &p in &plane {
+                                    hist.remove(slab[p + leaving]);
+                                    hist.insert(slab[p + entering]);
+                                }
+                            }
+                        }
+                    }
+                    for &x in &xs[nx - 1..nx - 1 + side] {
+                        for &p in &plane {
+                            hist.remove(slab[p + x]);
+                        }
+                    }
                 }
             }
         }
@@ -325,6 +372,12 @@ mod tests {
                 assert_eq!(got, brute(&v, radius), "shape {shape:?} radius {radius}");
             }
         }
+    }
+
+    #[test]
+    fn matches_the_definition_across_several_tiles() {
+        let v = noise((6, 2 * TILE + 5, TILE + 3), 5, 100_000);
+        assert_eq!(median_filter(v.view(), 2).unwrap(), brute(&v, 2));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use ember_image::gradients::GradientTable;
+use ember_image::morphology::dilate_cross;
 use ember_image::nifti_io::{read_array, read_image};
 use ember_image::{mean_of_selected, median_filter, median_filter_passes, median_otsu, otsu};
 use ndarray::{Array3, Axis};
@@ -180,16 +181,22 @@ fn tiny_volumes_median_and_otsu_equal_scipy() {
     }
 }
 
+/// DIPY's threshold for a constant volume is `value - 0.5` (the first
+/// class's 0/0 mean is a NaN that `np.argmax` picks), so everything is kept.
 #[test]
-fn empty_mask_when_nothing_exceeds_the_threshold() {
-    // a constant volume: the threshold is min - 0.5, so everything is above
-    // it; an all-zero filtered volume is the only way to an empty mask here,
-    // which DIPY cannot produce either. Check the dilation of an empty mask.
+fn constant_volume_is_all_mask() {
     let v = Array3::from_elem((5, 5, 5), 3.0f64);
     let r = median_otsu(v.view(), 1, 1, 1).unwrap();
     assert_eq!(r.threshold, 2.5);
     assert!(r.mask.iter().all(|&m| m));
-    let none = ember_image::morphology::dilate_cross(Array3::from_elem((4, 4, 4), false).view(), 1);
+}
+
+/// Otsu's threshold is a left bin edge below the maximum, so `median_otsu`
+/// never returns an empty mask; an empty mask handed to the dilation (as a
+/// caller's own mask might be) stays empty.
+#[test]
+fn empty_mask_stays_empty_through_dilation() {
+    let none = dilate_cross(Array3::from_elem((4, 1, 3), false).view(), 1);
     assert!(none.iter().all(|&m| !m));
 }
 
