@@ -432,16 +432,37 @@ fn stream_error(file: &Path, e: io::Error) -> ImageError {
     }
 }
 
+/// The byte stream of a NIfTI file: plain (seekable) or gzip-decompressed.
+enum Source {
+    Plain(BufReader<File>),
+    Gz(MultiGzDecoder<BufReader<File>>),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Plain(r) => r.read(buf),
+            Source::Gz(r) => r.read(buf),
+        }
+    }
+}
+
 /// An open NIfTI file positioned just after the header.
 struct Opened {
-    reader: Box<dyn Read + Send>,
+    reader: Source,
     header: ImageHeader,
-    /// Whether the file is gzip-compressed (decided by its first two bytes).
-    gz: bool,
     /// Length on disk, which bounds the data of an uncompressed file.
     disk_len: u64,
 }
 
+impl Opened {
+    fn is_gz(&self) -> bool {
+        matches!(self.reader, Source::Gz(_))
+    }
+}
+
+/// Opens `path`, telling gzip from plain by the first two bytes rather than
+/// the name, and parses the header.
 fn open(path: &Path) -> Result<Opened> {
     let mut file = File::open(path).map_err(|e| ImageError::io(path, "cannot open", e))?;
     let disk_len = file
@@ -452,17 +473,16 @@ fn open(path: &Path) -> Result<Opened> {
     let n = read_full(&mut file, &mut sniff).map_err(|e| ImageError::io(path, "cannot read", e))?;
     file.seek(SeekFrom::Start(0))
         .map_err(|e| ImageError::io(path, "cannot seek", e))?;
-    let gz = n == 2 && sniff == [0x1f, 0x8b];
-    let mut reader: Box<dyn Read + Send> = if gz {
-        Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)))
+    let buffered = BufReader::with_capacity(1 << 20, file);
+    let mut reader = if n == 2 && sniff == [0x1f, 0x8b] {
+        Source::Gz(MultiGzDecoder::new(buffered))
     } else {
-        Box::new(BufReader::with_capacity(1 << 20, file))
+        Source::Plain(buffered)
     };
     let header = parse_header(&mut reader, path)?;
     Ok(Opened {
         reader,
         header,
-        gz,
         disk_len,
     })
 }
@@ -584,7 +604,7 @@ fn reserve<T>(buf: &mut Vec<T>, n: usize, path: &Path) -> Result<()> {
 /// For an uncompressed file, checks that the disk holds `end` bytes before
 /// anything is allocated, so a lying header fails fast.
 fn check_disk_len(o: &Opened, path: &Path, end: u64) -> Result<()> {
-    if !o.gz && o.disk_len < end {
+    if !o.is_gz() && o.disk_len < end {
         return Err(truncated(path, &o.header, o.disk_len));
     }
     Ok(())
@@ -626,7 +646,7 @@ pub fn read_array<T: VoxelType>(path: impl AsRef<Path>) -> Result<(Array4<T>, Im
     for t in 0..h.n_volumes() {
         read_volume_into(&mut o, path, t, &mut raw, &mut data)?;
     }
-    if o.gz {
+    if o.is_gz() {
         // Reading to the end makes the decoder verify the CRC and length trailer.
         io::copy(&mut o.reader, &mut io::sink()).map_err(|e| stream_error(path, e))?;
     }
@@ -643,7 +663,8 @@ pub fn read_array<T: VoxelType>(path: impl AsRef<Path>) -> Result<(Array4<T>, Im
 /// `index` are decompressed and discarded (use [`volumes`] to visit many).
 pub fn read_volume(path: impl AsRef<Path>, index: usize) -> Result<Volume> {
     let path = path.as_ref();
-    let h = read_header(path)?;
+    let mut o = open(path)?;
+    let h = o.header.clone();
     if index >= h.n_volumes() {
         return Err(ImageError::VolumeIndex {
             file: file_name(path),
@@ -652,22 +673,19 @@ pub fn read_volume(path: impl AsRef<Path>, index: usize) -> Result<Volume> {
         });
     }
     let start = h.vox_offset + index as u64 * h.volume_bytes();
-    let mut o = open(path)?;
     check_disk_len(&o, path, start + h.volume_bytes())?;
-    if o.gz {
-        skip(
-            &mut o.reader,
+    match &mut o.reader {
+        Source::Plain(r) => {
+            r.seek(SeekFrom::Start(start))
+                .map_err(|e| ImageError::io(path, "cannot seek", e))?;
+        }
+        Source::Gz(r) => skip(
+            r,
             start - HEADER_BYTES as u64,
             path,
             &h,
             HEADER_BYTES as u64,
-        )?;
-    } else {
-        // Reopen unbuffered so the seek lands exactly where the volume starts.
-        let mut file = File::open(path).map_err(|e| ImageError::io(path, "cannot open", e))?;
-        file.seek(SeekFrom::Start(start))
-            .map_err(|e| ImageError::io(path, "cannot seek", e))?;
-        o.reader = Box::new(file);
+        )?,
     }
     let mut out = Vec::new();
     reserve(&mut out, h.volume_len(), path)?;
