@@ -1,4 +1,9 @@
-//! Shared pieces of the example driver programs.
+//! Shared pieces of the example driver programs, and the neuroscience
+//! pipeline ([`neuro`]) behind the `neuro` binary.
+
+pub mod neuro;
+pub mod phantom;
+pub mod steps;
 
 use clap::Args;
 use ember_driver::{Context, Result};
@@ -17,6 +22,10 @@ pub struct EngineArgs {
 impl EngineArgs {
     /// Starts a context for these options.
     pub fn context(&self, app_name: &str) -> Result<Context> {
-        Context::builder().app_name(app_name).master(&self.master).conf_pairs(&self.conf)?.build()
+        Context::builder()
+            .app_name(app_name)
+            .master(&self.master)
+            .conf_pairs(&self.conf)?
+            .build()
     }
 }
