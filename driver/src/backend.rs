@@ -356,9 +356,15 @@ pub fn start_local_cluster(
                     .any(|c| matches!(c.try_wait(), Ok(Some(_))));
                 if exited || Instant::now() > deadline {
                     backend.stop();
+                    let why = if exited {
+                        "exited before registering"
+                    } else {
+                        "timed out"
+                    };
                     return Err(EmberError::Network(format!(
-                        "only {} of {n} executor processes registered with the driver at {address}",
-                        backend.endpoints.len()
+                        "only {} of {n} executor processes registered with the driver at {address}: an executor process of {} {why}",
+                        backend.endpoints.len(),
+                        cluster.settings.binary.display()
                     )));
                 }
                 std::thread::sleep(Duration::from_millis(2));
