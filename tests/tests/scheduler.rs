@@ -415,6 +415,22 @@ fn an_unreadable_file_is_an_error_naming_the_path() {
     );
 }
 
+#[test]
+fn an_executor_binary_that_is_not_an_ember_program_is_an_error_naming_it() {
+    let not_ember = Path::new("/bin/true");
+    if !not_ember.exists() {
+        eprintln!("skipped: no /bin/true here");
+        return;
+    }
+    let err = Context::builder()
+        .master("local-cluster[1,1,512]")
+        .conf("ember.executor.binary", "/bin/true")
+        .build()
+        .err()
+        .expect("/bin/true never registers");
+    assert!(err.to_string().contains("/bin/true"), "{err}");
+}
+
 /// A copy of this test binary with one byte appended: it still runs (and
 /// becomes an executor), but its build id differs. Copied by child
 /// processes, so no file descriptor open for writing can leak into an
