@@ -25,6 +25,7 @@
 //! # Ok::<(), ember_image::ImageError>(())
 //! ```
 
+mod atomic;
 pub mod block;
 pub mod dti;
 pub mod error;

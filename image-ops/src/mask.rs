@@ -12,6 +12,7 @@ use crate::volume::Mask;
 /// Voxel-wise mean of 3-D volumes, accumulated in f64 in the order given
 /// (the spec's order for the b0 mean), then divided by their number.
 ///
+/// A NaN or infinite voxel makes that voxel's mean NaN or infinite.
 /// Errors when there is no volume or the shapes differ.
 pub fn mean_volumes<'a, I>(volumes: I) -> Result<Array3<f64>>
 where

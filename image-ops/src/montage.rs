@@ -9,6 +9,7 @@ use std::path::Path;
 
 use ndarray::{ArrayView3, ArrayView4};
 
+use crate::atomic;
 use crate::error::{file_name, ImageError, Result};
 
 /// An 8-bit image ready to encode: `channels` is 1 (grey) or 3 (RGB).
@@ -118,15 +119,7 @@ pub fn write_png(path: impl AsRef<Path>, montage: &Montage) -> Result<()> {
             ))
         }
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".montage.")
-        .suffix(".tmp.png")
-        .tempfile_in(&dir)
-        .map_err(|e| ImageError::io(path, "cannot create a temporary file beside", e))?;
+    let tmp = atomic::temp_beside(path, ".montage-", ".png")?;
     let png_err = |source| ImageError::Png {
         file: file_name(path),
         source,
@@ -142,12 +135,7 @@ pub fn write_png(path: impl AsRef<Path>, montage: &Montage) -> Result<()> {
         out.flush()
             .map_err(|e| ImageError::io(path, "cannot write", e))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| ImageError::io(path, "cannot sync", e))?;
-    tmp.persist(path)
-        .map_err(|e| ImageError::io(path, "cannot rename into place", e.error))?;
-    Ok(())
+    atomic::commit(tmp, path)
 }
 
 #[cfg(test)]
@@ -174,6 +162,26 @@ mod tests {
             .map(|(i, _)| i)
             .collect();
         assert_eq!(lit, [5 * 6 + 2 + 1]);
+    }
+
+    #[test]
+    fn written_png_decodes_to_the_same_pixels_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fa = Array3::from_shape_fn((4, 3, 2), |(x, y, z)| (x + y + z) as f32 / 7.0);
+        let m = fa_montage(fa.view()).unwrap();
+        let path = dir.path().join("fa.png");
+        write_png(&path, &m).unwrap();
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(
+            (info.width as usize, info.height as usize),
+            (m.width, m.height)
+        );
+        assert_eq!(&buf[..info.buffer_size()], &m.pixels[..]);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use ndarray::{
 };
 use nifti::{Endianness, NiftiHeader};
 
+use crate::atomic;
 use crate::error::{file_name, ImageError, Result};
 use crate::volume::{Image4, Volume};
 
@@ -885,17 +886,9 @@ where
         xyzt_units: 2 | 8,
         ..NiftiHeader::default()
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
     // The nifti crate rewrites the extension of the path it is given, so
     // the temporary name must have no dot before `.nii` / `.nii.gz`.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}-", name.replace('.', "_")))
-        .suffix(suffix)
-        .tempfile_in(&dir)
-        .map_err(|e| ImageError::io(path, "cannot create a temporary file beside", e))?;
+    let tmp = atomic::temp_beside(path, &format!(".{}-", name.replace('.', "_")), suffix)?;
     nifti::writer::WriterOptions::new(tmp.path())
         .reference_header(&reference)
         .write_nifti(data)
@@ -903,11 +896,5 @@ where
             file: file_name(path),
             source,
         })?;
-    // The writer closed its own handle; flush to disk before the rename makes it visible.
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| ImageError::io(path, "cannot sync", e))?;
-    tmp.persist(path)
-        .map_err(|e| ImageError::io(path, "cannot rename into place", e.error))?;
-    Ok(())
+    atomic::commit(tmp, path)
 }

@@ -336,6 +336,16 @@ fn round_trips_f32_f64_and_u8_with_geometry() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names.len(), 3, "temporary files left behind: {names:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o644,
+            "outputs are readable by others, as a plain create would be"
+        );
+    }
 }
 
 #[test]
