@@ -337,41 +337,54 @@ fn main() {
     let (bval_path, bvec_path) = write_fsl(dir.path(), &bvals, &bvecs);
 
     let mut ember: Vec<(&str, f64)> = Vec::new();
-    let vol64 = volume.mapv(f64::from);
+    let mut measure = |name: &'static str, f: &mut dyn FnMut()| {
+        if wanted(name) {
+            let ((), t) = time_kernel(o.budget, f);
+            ember.push((name, t));
+        } else {
+            f();
+        }
+    };
     eprintln!("Ember kernels on {:?} ...", o.shape);
-    let (filtered, t) = time_kernel(o.budget, || median_filter(vol64.view(), 4).unwrap());
-    if wanted("median_filter") {
-        ember.push(("median_filter", t));
-    }
-    let (threshold, t) = time_kernel(o.budget, || otsu(filtered.view()).unwrap());
-    if wanted("otsu") {
-        ember.push(("otsu", t));
-    }
-    let raw = filtered.mapv(|v| v > threshold);
-    let (mask, t) = time_kernel(o.budget, || dilate_cross(raw.view(), 1));
-    if wanted("binary_dilation") {
-        ember.push(("binary_dilation", t));
-    }
-    let (sigma, t) = time_kernel(o.budget, || estimate_sigma(volume.view()).unwrap());
-    if wanted("estimate_sigma") {
-        ember.push(("estimate_sigma", t));
-    }
-    if wanted("nlmeans") {
-        let in_mask = mask.iter().filter(|&&m| m).count();
-        eprintln!("nlmeans: {in_mask} mask voxels, sigma {sigma}");
-        let sigma = Sigma::Constant(f64::from(sigma));
-        let (_, t) = time_kernel(o.budget, || {
-            nlmeans(volume.view(), mask.view(), sigma, true).unwrap()
+    let chain = ["median_filter", "otsu", "binary_dilation", "nlmeans"];
+    if chain.iter().any(|k| wanted(k)) {
+        let vol64 = volume.mapv(f64::from);
+        let mut filtered = Array3::zeros((0, 0, 0));
+        measure("median_filter", &mut || {
+            filtered = median_filter(vol64.view(), 4).unwrap()
         });
-        ember.push(("nlmeans", t));
+        let mut threshold = 0.0;
+        measure("otsu", &mut || threshold = otsu(filtered.view()).unwrap());
+        let raw = filtered.mapv(|v| v > threshold);
+        let mut mask = Array3::from_elem((0, 0, 0), false);
+        measure("binary_dilation", &mut || {
+            mask = dilate_cross(raw.view(), 1)
+        });
+        let mut sigma = 0.0;
+        measure("estimate_sigma", &mut || {
+            sigma = estimate_sigma(volume.view()).unwrap()
+        });
+        if wanted("nlmeans") {
+            let in_mask = mask.iter().filter(|&&m| m).count();
+            eprintln!("nlmeans: {in_mask} mask voxels, sigma {sigma}");
+            let sigma = Sigma::Constant(f64::from(sigma));
+            measure("nlmeans", &mut || {
+                nlmeans(volume.view(), mask.view(), sigma, true).unwrap();
+            });
+        }
+    } else if wanted("estimate_sigma") {
+        measure("estimate_sigma", &mut || {
+            estimate_sigma(volume.view()).unwrap();
+        });
     }
     if wanted("dti_fit") {
         let gtab =
             GradientTable::from_fsl_files(&bval_path, &bvec_path, 10.0).expect("read gradients");
         let model = TensorModel::new(&gtab).expect("tensor model");
         let all = Array3::from_elem((o.dti_shape[0], o.dti_shape[1], o.dti_shape[2]).f(), true);
-        let (_, t) = time_kernel(o.budget, || model.fit(dwi.view(), all.view()).unwrap());
-        ember.push(("dti_fit", t));
+        measure("dti_fit", &mut || {
+            model.fit(dwi.view(), all.view()).unwrap();
+        });
     }
 
     let dipy = if o.dipy {

@@ -329,8 +329,26 @@ struct Scratch {
     columns: Vec<f64>,
 }
 
-fn dot(a: &[f64; COEFS], b: &[f64; COEFS]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+/// `Σ a[i] b[i]` over the shorter slice, with four running sums: a fixed
+/// order that the compiler can keep in one vector register (a single
+/// running sum would force one scalar addition after another).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut acc = [0.0; 4];
+    for (x, y) in ac.zip(bc) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + tail
 }
 
 /// DIPY's `design_matrix(gtab)`: rows
@@ -369,15 +387,15 @@ fn least_squares_qr(columns: &mut [f64], m: usize) -> [f64; COEFS] {
     for k in 0..COEFS {
         let (done, rest) = columns.split_at_mut((k + 1) * m);
         let v = &mut done[k * m + k..(k + 1) * m];
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let norm = dot(v, v).sqrt();
         let alpha = if v[0] > 0.0 { -norm } else { norm };
         v[0] -= alpha;
-        let vv: f64 = v.iter().map(|x| x * x).sum();
+        let vv = dot(v, v);
         r[k][k] = alpha;
         for (j, col) in rest.chunks_exact_mut(m).enumerate() {
             let c = &mut col[k..];
             if vv > 0.0 {
-                let tau = 2.0 * v.iter().zip(c.iter()).map(|(a, b)| a * b).sum::<f64>() / vv;
+                let tau = 2.0 * dot(v, c) / vv;
                 for (c, &v) in c.iter_mut().zip(v.iter()) {
                     *c -= tau * v;
                 }
@@ -438,9 +456,7 @@ impl Svd {
             for p in 0..COEFS {
                 for q in p + 1..COEFS {
                     let (cp, cq) = (&av[p * m..(p + 1) * m], &av[q * m..(q + 1) * m]);
-                    let alpha: f64 = cp.iter().map(|x| x * x).sum();
-                    let beta: f64 = cq.iter().map(|x| x * x).sum();
-                    let gamma: f64 = cp.iter().zip(cq).map(|(a, b)| a * b).sum();
+                    let (alpha, beta, gamma) = (dot(cp, cp), dot(cq, cq), dot(cp, cq));
                     // Already orthogonal (or not finite: no rotation helps).
                     if gamma.is_nan() || gamma.abs() <= f64::EPSILON * (alpha * beta).sqrt() {
                         continue;
@@ -475,11 +491,8 @@ impl Svd {
         }
         let mut sigma = [0.0; COEFS];
         for (j, s) in sigma.iter_mut().enumerate() {
-            *s = av[j * m..(j + 1) * m]
-                .iter()
-                .map(|x| x * x)
-                .sum::<f64>()
-                .sqrt();
+            let column = &av[j * m..(j + 1) * m];
+            *s = dot(column, column).sqrt();
         }
         Svd { m, av, v, sigma }
     }
@@ -507,11 +520,7 @@ impl Svd {
         let mut x = [0.0; COEFS];
         for (j, s) in self.kept() {
             // u_jᵀ b / σ_j = (A V)_jᵀ b / σ_j².
-            let ub: f64 = self.av[j * m..(j + 1) * m]
-                .iter()
-                .zip(b)
-                .map(|(a, b)| a * b)
-                .sum();
+            let ub = dot(&self.av[j * m..(j + 1) * m], b);
             let f = ub / (s * s);
             for (xc, row) in x.iter_mut().zip(&self.v) {
                 *xc += f * row[j];

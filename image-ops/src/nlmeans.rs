@@ -107,6 +107,7 @@ pub fn nlmeans(
         Sigma::Constant(s) => SigmaGrid::Constant(check_sigma(s)?),
         Sigma::PerVoxel(s) => {
             check_shape("nlmeans: sigma", s.dim(), shape)?;
+            check_sigma_volume(s)?;
             SigmaGrid::PerVoxel(Grid::reflect_padded(s, |v| v))
         }
     };
@@ -146,6 +147,7 @@ pub fn nlmeans_with_halo(
         Sigma::Constant(s) => SigmaGrid::Constant(check_sigma(s)?),
         Sigma::PerVoxel(s) => {
             check_shape("nlmeans_with_halo: sigma", s.dim(), padded.dim())?;
+            check_sigma_volume(s)?;
             SigmaGrid::PerVoxel(Grid::copied(s, |v| v))
         }
     };
@@ -196,6 +198,19 @@ fn check_shape(
             what,
             format!("shape {got:?} differs from the volume's {want:?}"),
         ))
+    }
+}
+
+fn check_sigma_volume(sigma: ArrayView3<'_, f64>) -> Result<()> {
+    match sigma
+        .indexed_iter()
+        .find(|(_, s)| !(s.is_finite() && **s >= 0.0))
+    {
+        None => Ok(()),
+        Some((at, s)) => Err(ImageError::invalid(
+            "nlmeans: sigma",
+            format!("{s} at voxel {at:?} is not a finite, non-negative noise level"),
+        )),
     }
 }
 

@@ -261,6 +261,9 @@ fn bad_arguments_are_errors() {
     }
     let sigma = Array3::<f64>::ones((4, 5, 5));
     assert!(nlmeans(vol.view(), mask.view(), Sigma::PerVoxel(sigma.view()), true).is_err());
+    let mut sigma = Array3::<f64>::ones((5, 5, 5));
+    sigma[[1, 2, 3]] = f64::NAN;
+    assert!(nlmeans(vol.view(), mask.view(), Sigma::PerVoxel(sigma.view()), true).is_err());
 }
 
 /// Denoises a golden case's input with DIPY's mask and sigmas and returns
