@@ -65,8 +65,21 @@ pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> std::io::Result<()> {
     w.flush()
 }
 
+/// Largest control message a daemon (master, worker) or an executor's
+/// block server reads from a peer: 16 MiB. Only connections that carry
+/// data (task results, stage pipelines, shuffle blocks) allow
+/// [`MAX_FRAME_BYTES`].
+pub const MAX_CONTROL_FRAME_BYTES: usize = 16 << 20;
+
 /// Reads one frame; `Ok(None)` on a clean end of stream before a frame.
 pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+    read_frame_limited(r, MAX_FRAME_BYTES)
+}
+
+/// Reads one frame of at most `limit` bytes; a longer announced length is
+/// refused before anything is allocated, and memory grows only as bytes
+/// actually arrive. `Ok(None)` on a clean end of stream before a frame.
+pub fn read_frame_limited(r: &mut impl Read, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
@@ -74,15 +87,37 @@ pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
         Err(e) => return Err(e),
     }
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME_BYTES {
+    if len > limit.min(MAX_FRAME_BYTES) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("frame length {len} exceeds the {MAX_FRAME_BYTES} byte limit"),
+            format!(
+                "frame length {len} exceeds the {} byte limit",
+                limit.min(MAX_FRAME_BYTES)
+            ),
         ));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
+    let mut buf = Vec::with_capacity(len.min(1 << 20));
+    r.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("frame truncated after {} of {len} bytes", buf.len()),
+        ));
+    }
     Ok(Some(buf))
+}
+
+/// Receives one message of at most `limit` bytes; `Ok(None)` when the peer
+/// closed the connection.
+pub fn recv_limited<T: DeserializeOwned>(
+    r: &mut impl Read,
+    what: &str,
+    limit: usize,
+) -> Result<Option<T>> {
+    match read_frame_limited(r, limit).map_err(|e| EmberError::Network(format!("{what}: {e}")))? {
+        None => Ok(None),
+        Some(bytes) => decode(&bytes, what).map(Some),
+    }
 }
 
 /// Sends a message as one frame.

@@ -2,6 +2,7 @@
 //! configuration, errors, the wire codec, shippable functions and
 //! partitioners.
 
+pub mod auth;
 pub mod codec;
 pub mod conf;
 pub mod error;
