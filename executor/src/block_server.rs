@@ -3,9 +3,12 @@
 //!
 //! One request names a shuffle, a reduce partition and the map outputs
 //! wanted; the reply carries those segments in order. Connections are kept
-//! in a small pool per address.
+//! in a small pool per address. With a shared secret, every connection
+//! authenticates first ([`ember_core::auth`]), and requests are limited to
+//! [`MAX_CONTROL_FRAME_BYTES`] so a bad peer cannot exhaust memory.
 
-use ember_core::codec::{recv, send};
+use ember_core::auth::{accept_tcp, connect_tcp, Secret};
+use ember_core::codec::{recv, recv_limited, send, MAX_CONTROL_FRAME_BYTES};
 use ember_core::{EmberError, Result, ShuffleId};
 use ember_rdd::task::RemoteFetcher;
 use ember_shuffle::ShuffleFiles;
@@ -27,6 +30,11 @@ type FetchReply = std::result::Result<Vec<ByteBuf>, EmberError>;
 /// Starts a server for the segments in `files` on an ephemeral loopback
 /// port (or `host`) and returns its address.
 pub fn start(files: ShuffleFiles, host: &str) -> Result<String> {
+    start_with_auth(files, host, None)
+}
+
+/// [`start`], requiring every connection to prove it knows `secret`.
+pub fn start_with_auth(files: ShuffleFiles, host: &str, secret: Option<Secret>) -> Result<String> {
     let listener = TcpListener::bind((host, 0))
         .map_err(|e| EmberError::Network(format!("bind block server on {host}: {e}")))?;
     let addr = listener
@@ -38,19 +46,26 @@ pub fn start(files: ShuffleFiles, host: &str) -> Result<String> {
         .spawn(move || {
             for conn in listener.incoming().flatten() {
                 let files = files.clone();
+                let secret = secret.clone();
                 let _ = std::thread::Builder::new()
                     .name("ember-block-conn".into())
-                    .spawn(move || serve(conn, files));
+                    .spawn(move || serve(conn, files, secret));
             }
         })
         .map_err(|e| EmberError::Network(format!("start block server: {e}")))?;
     Ok(addr)
 }
 
-fn serve(mut conn: TcpStream, files: ShuffleFiles) {
+fn serve(mut conn: TcpStream, files: ShuffleFiles, secret: Option<Secret>) {
     let _ = conn.set_nodelay(true);
+    if let Err(e) = accept_tcp(&mut conn, secret.as_ref()) {
+        tracing::warn!(%e, "block server refused a connection");
+        return;
+    }
     // A malformed request ends this connection only.
-    while let Ok(Some(req)) = recv::<FetchRequest>(&mut conn, "fetch request") {
+    while let Ok(Some(req)) =
+        recv_limited::<FetchRequest>(&mut conn, "fetch request", MAX_CONTROL_FRAME_BYTES)
+    {
         let reply: FetchReply = req
             .maps
             .iter()
@@ -70,12 +85,21 @@ fn serve(mut conn: TcpStream, files: ShuffleFiles) {
 #[derive(Default)]
 pub struct TcpFetcher {
     pool: Mutex<HashMap<String, Vec<TcpStream>>>,
+    secret: Option<Secret>,
 }
 
 impl TcpFetcher {
     /// A fetcher with an empty pool.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fetcher that authenticates its connections with `secret`.
+    pub fn with_secret(secret: Option<Secret>) -> Self {
+        TcpFetcher {
+            pool: Mutex::default(),
+            secret,
+        }
     }
 
     fn connection(&self, address: &str) -> Result<TcpStream> {
@@ -88,9 +112,10 @@ impl TcpFetcher {
         {
             return Ok(c);
         }
-        let c = TcpStream::connect(address)
+        let mut c = TcpStream::connect(address)
             .map_err(|e| EmberError::Network(format!("connect to {address}: {e}")))?;
         let _ = c.set_nodelay(true);
+        connect_tcp(&mut c, self.secret.as_ref())?;
         Ok(c)
     }
 }
@@ -146,6 +171,33 @@ mod tests {
         assert_eq!(recs, vec![7]);
         let err = f.fetch(&addr, ShuffleId(3), &[1], 0).unwrap_err();
         assert!(err.to_string().contains("shuffle_3_1"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn with_a_secret_only_fetchers_that_know_it_are_served() {
+        let dir = std::env::temp_dir().join(format!("ember-bs-auth-{}", std::process::id()));
+        let files = ShuffleFiles::new(&dir);
+        let mut w = ChunkWriter::new();
+        w.push(9u32, 4).unwrap();
+        files
+            .write_map_output(ShuffleId(1), 0, &[w.finish().unwrap()], 0)
+            .unwrap();
+        let secret = Secret::new("block secret").unwrap();
+        let addr = start_with_auth(files, "127.0.0.1", Some(secret.clone())).unwrap();
+        let stranger = TcpFetcher::new();
+        assert!(stranger.fetch(&addr, ShuffleId(1), &[0], 0).is_err());
+        let wrong = TcpFetcher::with_secret(Some(Secret::new("guess").unwrap()));
+        assert!(wrong.fetch(&addr, ShuffleId(1), &[0], 0).is_err());
+        // A garbage frame of a huge length is refused; the server goes on.
+        let mut raw = TcpStream::connect(&addr).unwrap();
+        use std::io::Write;
+        let _ = raw.write_all(&u32::MAX.to_le_bytes());
+        drop(raw);
+        let friend = TcpFetcher::with_secret(Some(secret));
+        let segs = friend.fetch(&addr, ShuffleId(1), &[0], 0).unwrap();
+        let recs: Vec<u32> = ember_shuffle::segment_records(&segs[0], "t").unwrap();
+        assert_eq!(recs, vec![9]);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -11,5 +11,6 @@ pub mod block_server;
 pub mod executor;
 pub mod process;
 pub mod protocol;
+pub mod worker_watch;
 
 pub use executor::Executor;

@@ -82,10 +82,15 @@ fn run(
     heartbeat: Duration,
 ) -> Result<()> {
     let files = ShuffleFiles::new(&dir);
-    let block_address = block_server::start(files.clone(), "127.0.0.1")?;
+    // Standalone mode: a shared secret, the worker's host, a worker to watch.
+    let secret = ember_core::auth::Secret::from_env();
+    let host = std::env::var(env_vars::HOST).unwrap_or_else(|_| "127.0.0.1".into());
+    crate::worker_watch::watch_worker_from_env();
+    let block_address = block_server::start_with_auth(files.clone(), &host, secret.clone())?;
     let mut reader = TcpStream::connect(driver)
         .map_err(|e| EmberError::Network(format!("connect to driver {driver}: {e}")))?;
     let _ = reader.set_nodelay(true);
+    ember_core::auth::connect_tcp(&mut reader, secret.as_ref())?;
     let writer = Arc::new(Mutex::new(
         reader
             .try_clone()
@@ -149,7 +154,7 @@ fn run(
         blocks: BlockManager::new(),
         shuffle_files: files.clone(),
         block_address: Some(block_address),
-        fetcher: Some(Arc::new(TcpFetcher::new())),
+        fetcher: Some(Arc::new(TcpFetcher::with_secret(secret))),
     });
     let sink = {
         let send_msg = send_msg.clone();

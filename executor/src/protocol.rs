@@ -18,6 +18,11 @@ pub mod env_vars {
     pub const DIR: &str = "EMBER__EXECUTOR_DIR";
     /// Milliseconds between heartbeats.
     pub const HEARTBEAT_MS: &str = "EMBER__EXECUTOR_HEARTBEAT_MS";
+    /// Host the block server binds and advertises (default 127.0.0.1).
+    pub const HOST: &str = "EMBER__EXECUTOR_HOST";
+    /// Process id of the worker that launched this executor: the executor
+    /// exits when that process is gone (standalone mode).
+    pub const WORKER_PID: &str = "EMBER__EXECUTOR_WORKER_PID";
 }
 
 /// From driver to executor.
