@@ -52,7 +52,7 @@
 //! are denoised deterministically (DIPY 1.12.1 reads memory it never padded
 //! there).
 
-use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis, ShapeBuilder};
+use ndarray::{s, Array3, Array4, ArrayView3, ArrayView4, Axis, ShapeBuilder};
 
 use crate::error::{ImageError, Result};
 use crate::volume::reflect_index_numpy;
@@ -71,10 +71,13 @@ const SEARCH: usize = BLOCK_RADIUS - PATCH_RADIUS;
 /// Voxels in one patch: DIPY's `patch_vol_size`.
 const PATCH_VOXELS: f64 = 27.0;
 
-/// Output voxels handled together. A box's working set (two accumulators
-/// plus the padded samples around it) stays in the L2 cache, at the price
-/// of recomputing the weights of pairs that straddle two boxes.
-const TILE: [usize; 3] = [64, 16, 16];
+/// Output voxels handled together (each box then shrunk to its own mask
+/// voxels): a box's accumulators and the samples they read stay in cache
+/// across the 365 offsets, at the price of computing twice the weights of
+/// pairs that straddle two boxes. Measured on 96×96×60: whole rows and
+/// 24×24 cross-sections are about 20% faster than one box for the volume,
+/// and faster than smaller boxes.
+const TILE: [usize; 3] = [96, 24, 24];
 
 /// The noise standard deviation handed to the filter.
 #[derive(Debug, Clone, Copy)]
@@ -518,9 +521,14 @@ fn denoise(
             for x0 in (bounds.lo[0]..bounds.hi[0]).step_by(TILE[0]) {
                 let lo = [x0, y0, z0];
                 let hi = [0, 1, 2].map(|a| (lo[a] + TILE[a]).min(bounds.hi[a]));
+                // Shrink the box to its own mask voxels: work scales with it.
+                let part = mask.slice(s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
+                let Some(inner) = mask_bounds(part) else {
+                    continue;
+                };
                 let tile = Region {
-                    lo: lo.map(|c| c + r),
-                    hi: hi.map(|c| c + r),
+                    lo: [0, 1, 2].map(|a| lo[a] + inner.lo[a] + r),
+                    hi: [0, 1, 2].map(|a| lo[a] + inner.hi[a] + r),
                 };
                 filter.accumulate(tile, &mut work);
                 filter.finish(tile, &work, mask, rician, &mut out);

@@ -126,6 +126,8 @@ fn nlmeans_blocks_stitch_to_the_whole_volume_exactly() {
         ),
         ((7, 5, 3), vec![[2, 5, 3], [7, 1, 1]]),
         ((3, 4, 2), vec![[3, 2, 2], [1, 4, 1]]),
+        // Larger than the filter's internal boxes (24 voxels in y and z).
+        ((9, 30, 26), vec![[1, 2, 2], [3, 1, 1]]),
         ((70, 20, 19), vec![[2, 1, 3]]),
     ] {
         let vol = values(shape, 3);
