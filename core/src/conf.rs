@@ -17,8 +17,12 @@ pub mod keys {
     pub const LOCAL_DIR: &str = "ember.local.dir";
     /// Default number of partitions of shuffles and `parallelize`.
     pub const DEFAULT_PARALLELISM: &str = "ember.default.parallelism";
-    /// Memory of each executor (default derived from the machine).
+    /// Memory of each executor (default: for `local[N]` half the machine's
+    /// memory; for `local-cluster` its M).
     pub const EXECUTOR_MEMORY: &str = "ember.executor.memory";
+    /// Share of the usable memory that caching keeps from execution
+    /// (default 0.5).
+    pub const STORAGE_FRACTION: &str = "ember.memory.storageFraction";
     /// Application name.
     pub const APP_NAME: &str = "ember.app.name";
     /// Whether the console progress bar is shown.
@@ -173,6 +177,22 @@ impl EmberConf {
             }),
         }
     }
+}
+
+/// Physical memory of this machine, from `/proc/meminfo`.
+pub fn physical_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The execution-and-storage pool of an executor with `memory` bytes, as
+/// in Spark: 300 MiB reserved for the system, 60% of the rest for Ember
+/// (at least a quarter of `memory`).
+pub fn usable_memory(memory: u64) -> u64 {
+    let rest = memory.saturating_sub(300 << 20).max(memory / 4);
+    rest / 10 * 6
 }
 
 /// Parses a duration such as `500ms`, `10s`, `2m`, `1h`; a plain number

@@ -5,6 +5,7 @@ use crate::dispatch::{Event, ExecutorEndpoint};
 use crate::master_url::MasterUrl;
 use crossbeam::channel::Sender;
 use ember_core::codec::{recv, send};
+use ember_core::conf::usable_memory;
 use ember_core::{BroadcastId, BuildId, EmberError, ExecutorId, RddId, Result, ShuffleId};
 use ember_executor::protocol::{env_vars, DriverMessage, ExecutorMessage};
 use ember_executor::Executor;
@@ -12,7 +13,7 @@ use ember_rdd::stage::StageBlob;
 use ember_rdd::task::TaskDescription;
 use ember_rdd::TaskEnv;
 use ember_shuffle::ShuffleFiles;
-use ember_storage::BlockManager;
+use ember_storage::{BlockManager, MemoryBudget};
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,7 +47,13 @@ impl Backend {
             MasterUrl::Local { threads } => {
                 let env = Arc::new(TaskEnv {
                     executor_id: ExecutorId::driver(),
-                    blocks: BlockManager::new(),
+                    blocks: BlockManager::new(
+                        app_dir.join("driver").join("blocks"),
+                        Arc::new(MemoryBudget::new(
+                            usable_memory(cluster.memory),
+                            cluster.storage_fraction,
+                        )),
+                    ),
                     shuffle_files: ShuffleFiles::new(app_dir.join("driver")),
                     block_address: None,
                     fetcher: None,
@@ -213,6 +220,10 @@ pub struct ClusterSettings {
     pub timeout: Duration,
     /// How many lost executors are replaced over the application's life.
     pub relaunches: usize,
+    /// Memory of each executor, bytes.
+    pub memory: u64,
+    /// Share of usable memory protected for caching.
+    pub storage_fraction: f64,
 }
 
 /// What the acceptor, readers and monitor threads of a local cluster share.

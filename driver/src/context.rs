@@ -141,6 +141,27 @@ impl Context {
             heartbeat: conf.get_duration(keys::HEARTBEAT_INTERVAL, Duration::from_secs(1))?,
             timeout: conf.get_duration(keys::NETWORK_TIMEOUT, Duration::from_secs(10))?,
             relaunches: 0,
+            memory: match master {
+                MasterUrl::LocalCluster { memory_mib, .. } => {
+                    conf.get_bytes(keys::EXECUTOR_MEMORY, (memory_mib as u64) << 20)?
+                }
+                MasterUrl::Local { .. } => conf.get_bytes(
+                    keys::EXECUTOR_MEMORY,
+                    ember_core::conf::physical_memory()
+                        .map(|m| m / 2)
+                        .unwrap_or(1 << 30),
+                )?,
+            },
+            storage_fraction: conf
+                .get(keys::STORAGE_FRACTION)
+                .map(|v| {
+                    v.parse::<f64>().map_err(|_| EmberError::Conf {
+                        key: keys::STORAGE_FRACTION.into(),
+                        message: format!("{v:?} is not a number"),
+                    })
+                })
+                .transpose()?
+                .unwrap_or(0.5),
         };
         let cluster = ClusterSettings {
             relaunches: conf.get_usize(keys::MAX_RELAUNCHES, 2 * cluster.executors)?,
@@ -351,6 +372,7 @@ impl JobRunner for ContextInner {
 
     fn unpersist(&self, rdd: RddId) {
         let mut sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+        sched.forget_cached(rdd);
         for ep in sched.dispatcher().endpoints() {
             ep.remove_rdd(rdd);
         }

@@ -18,13 +18,15 @@
 use crate::dispatch::{Dispatcher, Event};
 use crate::progress::{ProgressBar, StageProgress};
 use crossbeam::channel::Receiver;
-use ember_core::{EmberError, ExecutorId, JobId, Result, ShuffleId, StageId, TaskId};
+use ember_core::{EmberError, ExecutorId, JobId, RddId, Result, ShuffleId, StageId, TaskId};
 use ember_rdd::accumulator::apply_updates;
 use ember_rdd::node::{Dependency, RddNode};
 use ember_rdd::shuffled::ShuffleDep;
 use ember_rdd::stage::{encode_stage, StageBlob, StageRoot};
+use ember_rdd::task::TaskMetrics;
 use ember_rdd::task::{TaskDescription, TaskOutput};
 use ember_shuffle::MapOutputTracker;
+use ember_storage::BlockId;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +57,8 @@ pub struct JobReport {
     pub max_stage_bytes: usize,
     /// Most nodes in one shipped pipeline.
     pub max_stage_nodes: usize,
+    /// Metrics of the job's successful tasks, summed.
+    pub metrics: TaskMetrics,
 }
 
 struct ShuffleStage {
@@ -81,6 +85,8 @@ struct RunningStage {
     pending: BTreeSet<usize>,
     tasks: usize,
     started: Instant,
+    /// The RDD whose partitions the stage's tasks compute.
+    rdd: Arc<dyn RddNode>,
 }
 
 /// Scheduler state that lives as long as the context.
@@ -97,6 +103,8 @@ pub struct DagScheduler {
     reports: Vec<JobReport>,
     progress: ProgressBar,
     executor_wait: Duration,
+    /// Where cached partitions live, as executors reported them.
+    cache_locations: HashMap<(RddId, usize), ExecutorId>,
 }
 
 /// The shuffle dependencies reached from `rdd` through narrow ones.
@@ -162,6 +170,7 @@ impl DagScheduler {
             reports: Vec::new(),
             progress: ProgressBar::new(show_progress),
             executor_wait,
+            cache_locations: HashMap::new(),
         }
     }
 
@@ -324,6 +333,11 @@ impl DagScheduler {
                         Ok(output) => {
                             if job.succeeded.insert((info.key, info.partition)) {
                                 apply_updates(&result.accum_updates)?;
+                                job.report.metrics.add(&result.metrics);
+                            }
+                            for BlockId::Rdd { rdd, partition } in &result.stored_blocks {
+                                self.cache_locations
+                                    .insert((*rdd, *partition), executor.clone());
                             }
                             self.task_succeeded(job, info, output)?;
                         }
@@ -435,6 +449,7 @@ impl DagScheduler {
                 pending: todo.iter().copied().collect(),
                 tasks: todo.len(),
                 started: Instant::now(),
+                rdd: root.parent(),
             },
         );
         for p in todo {
@@ -470,7 +485,8 @@ impl DagScheduler {
         );
         job.report.tasks_launched += 1;
         let blob = stage.blob.clone();
-        let broken = self.dispatcher.submit(desc, blob);
+        let preferred = self.preferred_executor(&stage.rdd, partition);
+        let broken = self.dispatcher.submit(desc, blob, preferred);
         self.lose_executors(job, broken)
     }
 
@@ -589,6 +605,7 @@ impl DagScheduler {
 
     fn lose_executors(&mut self, job: &mut Job, lost: Vec<ExecutorId>) -> Result<()> {
         for executor in lost {
+            self.cache_locations.retain(|_, e| *e != executor);
             let tasks = self.dispatcher.remove_executor(&executor);
             self.tracker.remove_outputs_on(&executor);
             for t in tasks {
@@ -634,6 +651,34 @@ impl DagScheduler {
             .collect();
         stages.sort_by_key(|(id, _)| *id);
         self.progress.update(&stages);
+    }
+
+    /// The executor holding a cached copy of `partition` of `rdd` or of an
+    /// RDD it reads one-to-one (a chain of single narrow parents with the
+    /// same partition count), if any.
+    fn preferred_executor(&self, rdd: &Arc<dyn RddNode>, partition: usize) -> Option<ExecutorId> {
+        if self.cache_locations.is_empty() {
+            return None;
+        }
+        let mut node = rdd.clone();
+        loop {
+            if let Some(e) = self.cache_locations.get(&(node.core().id, partition)) {
+                return Some(e.clone());
+            }
+            let deps = ember_rdd::node::lineage_dependencies(node.as_ref());
+            let [Dependency::Narrow(parent)] = deps.as_slice() else {
+                return None;
+            };
+            if parent.core().partitions != node.core().partitions {
+                return None;
+            }
+            node = parent.clone();
+        }
+    }
+
+    /// Forgets where an RDD's partitions are cached.
+    pub fn forget_cached(&mut self, rdd: RddId) {
+        self.cache_locations.retain(|(r, _), _| *r != rdd);
     }
 
     /// Forgets a shuffle's outputs (its files are deleted by the caller).

@@ -48,6 +48,20 @@ pub trait ExecutorEndpoint: Send + Sync {
     fn shutdown(&self);
 }
 
+/// A task waiting for a slot.
+struct Queued {
+    desc: TaskDescription,
+    blob: Arc<StageBlob>,
+    /// Where its input is cached, if anywhere.
+    preferred: Option<ExecutorId>,
+    /// When it was queued.
+    since: std::time::Instant,
+}
+
+/// How long a task waits for the executor caching its input before it
+/// runs elsewhere (Spark's `spark.locality.wait`).
+const LOCALITY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 struct Slot {
     endpoint: Arc<dyn ExecutorEndpoint>,
     free: usize,
@@ -58,7 +72,9 @@ struct Slot {
 #[derive(Default)]
 pub struct Dispatcher {
     executors: BTreeMap<ExecutorId, Slot>,
-    queue: VecDeque<(TaskDescription, Arc<StageBlob>)>,
+    queue: VecDeque<Queued>,
+    /// Queued tasks that prefer an executor (skip the scan when none do).
+    preferring: usize,
     running: HashMap<TaskId, ExecutorId>,
 }
 
@@ -112,8 +128,19 @@ impl Dispatcher {
     }
 
     /// Queues a task and starts what fits.
-    pub fn submit(&mut self, desc: TaskDescription, blob: Arc<StageBlob>) -> Vec<ExecutorId> {
-        self.queue.push_back((desc, blob));
+    pub fn submit(
+        &mut self,
+        desc: TaskDescription,
+        blob: Arc<StageBlob>,
+        preferred: Option<ExecutorId>,
+    ) -> Vec<ExecutorId> {
+        self.preferring += usize::from(preferred.is_some());
+        self.queue.push_back(Queued {
+            desc,
+            blob,
+            preferred,
+            since: std::time::Instant::now(),
+        });
         self.dispatch()
     }
 
@@ -135,7 +162,8 @@ impl Dispatcher {
     /// Tells every executor that has a stage's pipeline to drop it, and
     /// drops its queued tasks (their job ended or their attempt is stale).
     pub fn forget_stage(&mut self, blob: u64) {
-        self.queue.retain(|(_, b)| b.id != blob);
+        self.queue.retain(|q| q.blob.id != blob);
+        self.preferring = self.queue.iter().filter(|q| q.preferred.is_some()).count();
         for slot in self.executors.values_mut() {
             if slot.stages.remove(&blob) {
                 slot.endpoint.forget_stage(blob);
@@ -143,36 +171,63 @@ impl Dispatcher {
         }
     }
 
-    /// Starts queued tasks on free slots, the emptiest executor first.
-    /// Returns executors that could not be reached (to be treated as lost).
+    /// Picks the next (executor, queue position): a task whose preferred
+    /// executor has a free slot first; else, on the executor with the most
+    /// free slots, the oldest task that prefers no live executor or has
+    /// waited longer than [`LOCALITY_WAIT`] for its own (delay scheduling:
+    /// a busy preferred executor frees a slot soon).
+    fn pick(&self) -> Option<(ExecutorId, usize)> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        let (free_id, _) = self
+            .executors
+            .iter()
+            .filter(|(_, s)| s.free > 0)
+            .max_by_key(|(_, s)| s.free)?;
+        if self.preferring == 0 {
+            return Some((free_id.clone(), 0));
+        }
+        let local = self.queue.iter().enumerate().find_map(|(i, q)| {
+            let p = q.preferred.as_ref()?;
+            self.executors
+                .get(p)
+                .filter(|s| s.free > 0)
+                .map(|_| (p.clone(), i))
+        });
+        if local.is_some() {
+            return local;
+        }
+        let i = self.queue.iter().position(|q| match &q.preferred {
+            Some(p) => !self.executors.contains_key(p) || q.since.elapsed() > LOCALITY_WAIT,
+            None => true,
+        })?;
+        Some((free_id.clone(), i))
+    }
+
+    /// Starts queued tasks on free slots. Returns executors that could not
+    /// be reached (to be treated as lost).
     fn dispatch(&mut self) -> Vec<ExecutorId> {
         let mut broken = Vec::new();
-        while !self.queue.is_empty() {
-            let Some((id, _)) = self
-                .executors
-                .iter()
-                .filter(|(_, s)| s.free > 0)
-                .max_by_key(|(_, s)| s.free)
-            else {
-                break;
-            };
-            let id = id.clone();
-            let (desc, blob) = self.queue.pop_front().expect("queue is not empty");
+        while let Some((id, i)) = self.pick() {
+            let q = self.queue.remove(i).expect("picked a queued task");
+            self.preferring -= usize::from(q.preferred.is_some());
             let slot = self.executors.get_mut(&id).expect("executor exists");
-            let task = desc.task_id;
-            let sent = if slot.stages.insert(blob.id) {
-                slot.endpoint.send_stage(&blob)
+            let task = q.desc.task_id;
+            let sent = if slot.stages.insert(q.blob.id) {
+                slot.endpoint.send_stage(&q.blob)
             } else {
                 Ok(())
             };
-            match sent.and_then(|()| slot.endpoint.launch(desc.clone())) {
+            match sent.and_then(|()| slot.endpoint.launch(q.desc.clone())) {
                 Ok(()) => {
                     slot.free -= 1;
                     self.running.insert(task, id);
                 }
                 Err(_) => {
                     // Requeue the task and stop using this executor.
-                    self.queue.push_front((desc, blob));
+                    self.preferring += usize::from(q.preferred.is_some());
+                    self.queue.push_front(q);
                     self.executors.remove(&id);
                     broken.push(id);
                 }

@@ -103,5 +103,6 @@ fn failed(e: EmberError) -> TaskResult {
         outcome: Err(e),
         accum_updates: Vec::new(),
         metrics: TaskMetrics::default(),
+        stored_blocks: Vec::new(),
     }
 }

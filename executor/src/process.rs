@@ -11,7 +11,7 @@ use ember_core::codec::{recv, send};
 use ember_core::{BroadcastId, BuildId, EmberError, ExecutorId, Result};
 use ember_rdd::TaskEnv;
 use ember_shuffle::ShuffleFiles;
-use ember_storage::BlockManager;
+use ember_storage::{BlockManager, MemoryBudget};
 use std::collections::HashMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -66,7 +66,19 @@ pub fn run_from_env() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_HEARTBEAT);
-    let result = run(&driver, id, cores, dir.clone(), heartbeat);
+    let memory: u64 = std::env::var(env_vars::MEMORY)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 30);
+    let fraction: f64 = std::env::var(env_vars::STORAGE_FRACTION)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.5);
+    let budget = Arc::new(MemoryBudget::new(
+        ember_core::conf::usable_memory(memory),
+        fraction,
+    ));
+    let result = run(&driver, id, cores, dir.clone(), heartbeat, budget);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -80,6 +92,7 @@ fn run(
     cores: usize,
     dir: PathBuf,
     heartbeat: Duration,
+    budget: Arc<MemoryBudget>,
 ) -> Result<()> {
     let files = ShuffleFiles::new(&dir);
     // Standalone mode: a shared secret, the worker's host, a worker to watch.
@@ -151,7 +164,7 @@ fn run(
 
     let env = Arc::new(TaskEnv {
         executor_id: id,
-        blocks: BlockManager::new(),
+        blocks: BlockManager::new(dir.join("blocks"), budget),
         shuffle_files: files.clone(),
         block_address: Some(block_address),
         fetcher: Some(Arc::new(TcpFetcher::with_secret(secret))),

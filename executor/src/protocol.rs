@@ -16,6 +16,10 @@ pub mod env_vars {
     pub const CORES: &str = "EMBER__EXECUTOR_CORES";
     /// Local folder for shuffle files.
     pub const DIR: &str = "EMBER__EXECUTOR_DIR";
+    /// Executor memory in bytes.
+    pub const MEMORY: &str = "EMBER__EXECUTOR_MEMORY";
+    /// Share of usable memory protected for caching.
+    pub const STORAGE_FRACTION: &str = "EMBER__EXECUTOR_STORAGE_FRACTION";
     /// Milliseconds between heartbeats.
     pub const HEARTBEAT_MS: &str = "EMBER__EXECUTOR_HEARTBEAT_MS";
     /// Host the block server binds and advertises (default 127.0.0.1).

@@ -7,7 +7,7 @@ use crate::task::TaskContext;
 use ember_core::codec;
 use ember_core::ship::FnOffset;
 use ember_core::{Data, EmberError, RddId, Result};
-use ember_storage::{BlockId, StorageLevel};
+use ember_storage::{BlockId, StorageLevel, StoreOutcome};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::any::Any;
@@ -183,20 +183,22 @@ pub fn iterator<T: Data>(
             return saved.compute(part, tc);
         }
     }
-    if core.storage_level().is_none() {
+    let Some(level) = core.storage_level() else {
         return node.compute(part, tc);
-    }
+    };
     let id = BlockId::Rdd {
         rdd: core.id,
         partition: part,
     };
-    if let Some(block) = tc.env.blocks.get(&id) {
-        if let Ok(records) = block.downcast::<Vec<T>>() {
-            return Ok(Box::new(SharedIter { records, next: 0 }));
-        }
+    if let Some(records) = tc.env.blocks.get::<T>(&id)? {
+        tc.record(|m| m.cache_hits += 1);
+        return Ok(Box::new(SharedIter { records, next: 0 }));
     }
+    tc.record(|m| m.cache_misses += 1);
     let records: Arc<Vec<T>> = Arc::new(node.compute(part, tc)?.collect());
-    tc.env.blocks.put(id, records.clone());
+    if tc.env.blocks.put(id, level, records.clone())? != StoreOutcome::NotStored {
+        tc.stored_blocks.borrow_mut().push(id);
+    }
     Ok(Box::new(SharedIter { records, next: 0 }))
 }
 

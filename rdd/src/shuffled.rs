@@ -107,9 +107,11 @@ impl<K: Key, V: Data> TaskRoot for ShuffleWriteRoot<K, V> {
         let n = partitioner.num_partitions();
         let mut writers: Vec<ChunkWriter<(K, V)>> = (0..n).map(|_| ChunkWriter::new()).collect();
         let record_bytes = std::mem::size_of::<(K, V)>().max(16);
+        let mut written = 0u64;
         for (k, v) in iterator(&self.parent, tc.partition, tc)? {
             let r = partitioner.partition(&k);
             writers[r].push((k, v), record_bytes)?;
+            written += 1;
         }
         let segments = writers
             .into_iter()
@@ -121,6 +123,10 @@ impl<K: Key, V: Data> TaskRoot for ShuffleWriteRoot<K, V> {
             &segments,
             tc.task_id.0,
         )?;
+        tc.record(|m| {
+            m.shuffle_records_written += written;
+            m.shuffle_bytes_written += sizes.iter().sum::<u64>();
+        });
         Ok(TaskOutput::Map(MapStatus {
             executor: tc.env.executor_id.clone(),
             address: tc.env.block_address.clone(),
@@ -234,16 +240,23 @@ impl<K: Key, V: Data> Compute<(K, V)> for ShuffledNode<K, V> {
             let segs = fetcher
                 .fetch(&addr, shuffle, &maps, part)
                 .map_err(|e| fetch_failed(maps[0], owner, e.to_string()))?;
+            let remote_bytes: usize = segs.iter().map(Vec::len).sum();
+            tc.record(|m| m.shuffle_remote_bytes_read += remote_bytes as u64);
             segments.extend(maps.into_iter().zip(segs));
         }
         segments.sort_by_key(|(m, _)| *m);
         let mut records = Vec::new();
+        let bytes: usize = segments.iter().map(|(_, s)| s.len()).sum();
         for (map, seg) in segments {
             let what = format!("shuffle {} map {map} reduce {part}", shuffle.0);
             let mut recs: Vec<(K, V)> = segment_records(&seg, &what)
                 .map_err(|e| fetch_failed(map, &statuses[map].executor, e.to_string()))?;
             records.append(&mut recs);
         }
+        tc.record(|m| {
+            m.shuffle_bytes_read += bytes as u64;
+            m.shuffle_records_read += records.len() as u64;
+        });
         Ok(Box::new(records.into_iter()))
     }
     fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {

@@ -6,7 +6,7 @@ use crate::node::BoxIter;
 use crate::stage::DecodedStage;
 use ember_core::{AccumulatorId, EmberError, ExecutorId, Result, ShuffleId, StageId, TaskId};
 use ember_shuffle::{MapStatus, ShuffleFiles};
-use ember_storage::BlockManager;
+use ember_storage::{BlockId, BlockManager};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -54,6 +54,17 @@ pub struct TaskContext {
     pub env: Arc<TaskEnv>,
     /// Where the map outputs of every shuffle this stage reads are.
     pub shuffle_inputs: Arc<HashMap<ShuffleId, Vec<MapStatus>>>,
+    /// What the task measured so far.
+    pub metrics: std::cell::RefCell<TaskMetrics>,
+    /// Blocks the task cached on this executor.
+    pub stored_blocks: std::cell::RefCell<Vec<BlockId>>,
+}
+
+impl TaskContext {
+    /// Updates the task's metrics.
+    pub fn record(&self, f: impl FnOnce(&mut TaskMetrics)) {
+        f(&mut self.metrics.borrow_mut());
+    }
 }
 
 /// A stage's root: what a task of the stage does with its partition.
@@ -71,11 +82,48 @@ pub enum TaskOutput {
     Result(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
-/// Measurements of one task.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// Measurements of one task (or, summed, of a stage or job).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskMetrics {
     /// Wall time running the task, in microseconds.
     pub run_micros: u64,
+    /// Partitions read from the block manager.
+    pub cache_hits: u64,
+    /// Persisted partitions that had to be computed.
+    pub cache_misses: u64,
+    /// Records written to shuffle files.
+    pub shuffle_records_written: u64,
+    /// Bytes written to shuffle files (compressed).
+    pub shuffle_bytes_written: u64,
+    /// Records read from shuffles.
+    pub shuffle_records_read: u64,
+    /// Bytes read from shuffles (compressed), local and remote.
+    pub shuffle_bytes_read: u64,
+    /// Bytes fetched from other executors.
+    pub shuffle_remote_bytes_read: u64,
+    /// In-memory size of data spilled by aggregations and sorts.
+    pub spill_memory_bytes: u64,
+    /// Bytes of spill files written.
+    pub spill_disk_bytes: u64,
+    /// Most execution memory held at once.
+    pub peak_execution_memory: u64,
+}
+
+impl TaskMetrics {
+    /// Adds `other` (peaks take the maximum).
+    pub fn add(&mut self, o: &TaskMetrics) {
+        self.run_micros += o.run_micros;
+        self.cache_hits += o.cache_hits;
+        self.cache_misses += o.cache_misses;
+        self.shuffle_records_written += o.shuffle_records_written;
+        self.shuffle_bytes_written += o.shuffle_bytes_written;
+        self.shuffle_records_read += o.shuffle_records_read;
+        self.shuffle_bytes_read += o.shuffle_bytes_read;
+        self.shuffle_remote_bytes_read += o.shuffle_remote_bytes_read;
+        self.spill_memory_bytes += o.spill_memory_bytes;
+        self.spill_disk_bytes += o.spill_disk_bytes;
+        self.peak_execution_memory = self.peak_execution_memory.max(o.peak_execution_memory);
+    }
 }
 
 /// The outcome of one task attempt, sent back to the driver.
@@ -87,6 +135,8 @@ pub struct TaskResult {
     pub accum_updates: Vec<(AccumulatorId, Vec<u8>)>,
     /// Measurements.
     pub metrics: TaskMetrics,
+    /// Blocks the task cached on its executor.
+    pub stored_blocks: Vec<BlockId>,
 }
 
 /// Which task to run: everything but the stage's pipeline, which is sent
@@ -118,17 +168,20 @@ pub fn run_task(stage: &DecodedStage, desc: &TaskDescription, env: Arc<TaskEnv>)
         task_id: desc.task_id,
         env,
         shuffle_inputs: stage.shuffle_inputs.clone(),
+        metrics: Default::default(),
+        stored_blocks: Default::default(),
     };
     accumulator::begin_task();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| stage.root.run(&tc)))
         .unwrap_or_else(|payload| Err(panic_to_error(payload)));
     let accum_updates = accumulator::end_task();
+    let mut metrics = tc.metrics.take();
+    metrics.run_micros = start.elapsed().as_micros() as u64;
     TaskResult {
         outcome,
         accum_updates,
-        metrics: TaskMetrics {
-            run_micros: start.elapsed().as_micros() as u64,
-        },
+        metrics,
+        stored_blocks: tc.stored_blocks.take(),
     }
 }
 

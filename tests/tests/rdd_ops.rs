@@ -1283,8 +1283,6 @@ fn a_cached_rdd_is_computed_once_across_two_actions() {
 }
 
 #[test]
-#[ignore = "engine gap: tasks are not placed where their cached partitions are, so a \
-            partition cached on one executor is recomputed when its next task lands on another"]
 fn a_cached_rdd_is_computed_once_across_actions_in_local_cluster() {
     let ctx = Context::new("local-cluster[2,1,512]").unwrap();
     let computed = ctx.accumulator(0u64);

@@ -1,0 +1,156 @@
+//! The driver's side of standalone mode: registers the application with
+//! the master, serves the driver's binary to workers by hash, hears which
+//! executors the master placed or lost, and unregisters at the end.
+//!
+//! Only the driver talks to the master about its application; executors
+//! register with the driver exactly as in `local-cluster`.
+
+use super::binary::FileServer;
+use super::conn::Conn;
+use super::messages::{AppDescription, FromMaster, ToMaster};
+use ember_core::auth::{connect_tcp, Secret};
+use ember_core::codec::{recv_limited, MAX_CONTROL_FRAME_BYTES};
+use ember_core::conf::keys;
+use ember_core::{EmberConf, EmberError, ExecutorId, Result};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Cores over all executors of the application (default: all there are).
+pub const CORES_MAX_KEY: &str = "ember.cores.max";
+/// Cores per executor (default: all free cores of a worker, one executor
+/// per worker, as in Spark's standalone mode).
+pub const EXECUTOR_CORES_KEY: &str = "ember.executor.cores";
+/// Host the driver binds its executor and file ports to (127.0.0.1).
+pub const DRIVER_HOST_KEY: &str = "ember.driver.host";
+/// The driver's web UI, as told to the master (set by the context).
+pub const APP_UI_ADDRESS_KEY: &str = "ember.driver.appUIAddress";
+
+/// Called when the master reports an executor gone: executor, why.
+pub type RemovedCallback = Arc<dyn Fn(ExecutorId, String) + Send + Sync>;
+
+/// A registered application.
+pub struct AppClient {
+    conn: Arc<Conn>,
+    /// The id the master gave the application.
+    pub app_id: String,
+    /// Executors the master launched at registration.
+    pub executors: usize,
+    /// Their cores.
+    pub cores: usize,
+    _files: FileServer,
+    done: AtomicBool,
+}
+
+impl AppClient {
+    /// Registers with the master at `master` (`host:port`): executors of
+    /// `binary` are to register at `driver_address`.
+    pub fn register(
+        master: &str,
+        conf: &EmberConf,
+        secret: Option<Secret>,
+        binary: &Path,
+        driver_address: &str,
+        heartbeat: Duration,
+        on_removed: RemovedCallback,
+    ) -> Result<Arc<AppClient>> {
+        let host = conf.get(DRIVER_HOST_KEY).unwrap_or("127.0.0.1").to_string();
+        let files = FileServer::start(binary, &host, secret.clone())?;
+        let memory = conf.get_bytes(keys::EXECUTOR_MEMORY, 1 << 30)?;
+        let desc = AppDescription {
+            name: conf.get(keys::APP_NAME).unwrap_or("ember").to_string(),
+            max_cores: match conf.get(CORES_MAX_KEY) {
+                None => None,
+                Some(_) => Some(conf.get_usize(CORES_MAX_KEY, 0)?),
+            },
+            executor_cores: conf.get_usize(EXECUTOR_CORES_KEY, 0)?,
+            executor_memory_mib: (memory >> 20).max(1),
+            driver_address: driver_address.to_string(),
+            binary: files.binary.clone(),
+            heartbeat_ms: heartbeat.as_millis() as u64,
+            storage_fraction: conf
+                .get("ember.memory.storageFraction")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.5),
+            user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            ui_url: conf.get(APP_UI_ADDRESS_KEY).map(str::to_string),
+        };
+        let mut stream = TcpStream::connect(master)
+            .map_err(|e| EmberError::Network(format!("connect to master ember://{master}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        connect_tcp(&mut stream, secret.as_ref())?;
+        let conn = Conn::new(&stream)?;
+        conn.send(&ToMaster::RegisterApplication(desc))?;
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let reply = recv_limited::<FromMaster>(&mut stream, "application registration", MAX_CONTROL_FRAME_BYTES)?;
+        let _ = stream.set_read_timeout(None);
+        let (app_id, executors, cores) = match reply {
+            Some(FromMaster::RegisteredApplication {
+                app_id,
+                executors,
+                cores,
+            }) => (app_id, executors, cores),
+            Some(FromMaster::Refused(why)) => {
+                return Err(EmberError::Network(format!("master ember://{master} refused the application: {why}")))
+            }
+            other => {
+                return Err(EmberError::Network(format!(
+                    "unexpected reply from master ember://{master}: {other:?}"
+                )))
+            }
+        };
+        tracing::info!(%app_id, executors, cores, "registered with the master");
+        let client = Arc::new(AppClient {
+            conn,
+            app_id,
+            executors,
+            cores,
+            _files: files,
+            done: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&client);
+        std::thread::Builder::new()
+            .name("ember-app-client".into())
+            .spawn(move || {
+                loop {
+                    match recv_limited::<FromMaster>(&mut stream, "master message", MAX_CONTROL_FRAME_BYTES) {
+                        Ok(Some(FromMaster::ExecutorAdded {
+                            executor,
+                            worker,
+                            host,
+                            cores,
+                        })) => {
+                            tracing::info!(%executor, %worker, %host, cores, "master placed an executor")
+                        }
+                        Ok(Some(FromMaster::ExecutorRemoved { executor, message })) => {
+                            tracing::warn!(%executor, %message, "master reports an executor lost");
+                            on_removed(ExecutorId(executor), message);
+                        }
+                        Ok(Some(other)) => tracing::warn!(?other, "unexpected message from the master"),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                if weak.upgrade().is_some_and(|c| !c.done.load(Ordering::SeqCst)) {
+                    tracing::warn!("lost the connection to the master; running executors go on");
+                }
+            })
+            .map_err(|e| EmberError::Network(format!("start master reader: {e}")))?;
+        Ok(client)
+    }
+
+    /// Tells the master the application is done (its executors may go).
+    pub fn unregister(&self) {
+        if !self.done.swap(true, Ordering::SeqCst) {
+            let _ = self.conn.send(&ToMaster::UnregisterApplication);
+            self.conn.shutdown();
+        }
+    }
+}
+
+impl Drop for AppClient {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}

@@ -1,0 +1,6 @@
+//! Web UIs and their JSON API: the HTTP server and HTML helpers shared by
+//! the application UI (driver), the master's and workers' pages and the
+//! history server.
+
+pub mod html;
+pub mod http;
