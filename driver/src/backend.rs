@@ -9,6 +9,11 @@ use ember_core::conf::usable_memory;
 use ember_core::{BroadcastId, BuildId, EmberError, ExecutorId, RddId, Result, ShuffleId};
 use ember_executor::protocol::{env_vars, DriverMessage, ExecutorMessage};
 use ember_executor::Executor;
+// Standalone mode and authentication (the seam: `Cluster::standalone`).
+use crate::deploy::client::{AppClient, DRIVER_HOST_KEY};
+use ember_core::auth::{Secret, SECRET_ENV};
+use ember_core::EmberConf;
+use std::sync::OnceLock;
 use ember_rdd::stage::StageBlob;
 use ember_rdd::task::TaskDescription;
 use ember_rdd::TaskEnv;
@@ -74,6 +79,9 @@ impl Backend {
             MasterUrl::LocalCluster { .. } => {
                 start_local_cluster(cluster, app_dir, events, broadcasts)
             }
+            MasterUrl::Standalone { address } => {
+                start_cluster(cluster, app_dir, events, broadcasts, Some(address))
+            }
         }
     }
 
@@ -82,6 +90,10 @@ impl Backend {
         let Some(cluster) = self.cluster.take() else {
             return;
         };
+        // The master must not relaunch executors that are being stopped.
+        if let Some(client) = cluster.client.get() {
+            client.unregister();
+        }
         cluster
             .stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -108,6 +120,17 @@ impl Backend {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Task slots of the executors registered at start.
+    pub fn total_cores(&self) -> usize {
+        self.endpoints.iter().map(|e| e.cores()).sum()
+    }
+
+    /// The application id a standalone master gave this application.
+    pub fn app_id(&self) -> Option<String> {
+        let cluster = self.cluster.as_ref()?;
+        cluster.client.get().map(|c| c.app_id.clone())
     }
 
     /// Process ids of live executor processes by executor id (for
@@ -220,6 +243,12 @@ pub struct ClusterSettings {
     pub timeout: Duration,
     /// How many lost executors are replaced over the application's life.
     pub relaunches: usize,
+    /// Shared secret every executor connection must prove (`None`: no
+    /// authentication).
+    pub secret: Option<Secret>,
+    /// The application's configuration (standalone mode reads its
+    /// resource requests from it).
+    pub conf: EmberConf,
     /// Memory of each executor, bytes.
     pub memory: u64,
     /// Share of usable memory protected for caching.
@@ -238,10 +267,17 @@ struct Cluster {
     next_id: std::sync::atomic::AtomicUsize,
     relaunches_left: std::sync::atomic::AtomicUsize,
     stopping: std::sync::atomic::AtomicBool,
+    /// Standalone mode: a master launches the executors, not this driver.
+    standalone: bool,
+    /// The registration with the standalone master.
+    client: OnceLock<Arc<AppClient>>,
 }
 
 impl Cluster {
     fn spawn_executor(&self) -> Result<()> {
+        if self.standalone {
+            return Ok(());
+        }
         let i = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -256,6 +292,7 @@ impl Cluster {
                 self.settings.heartbeat.as_millis().to_string(),
             )
             .stdin(Stdio::null())
+            .envs(self.settings.secret.as_ref().map(|s| (SECRET_ENV, s.to_hex())))
             .spawn()
             .map_err(|e| EmberError::io(&self.settings.binary, "start executor", e))?;
         self.children
@@ -267,6 +304,19 @@ impl Cluster {
 
     fn stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Cuts an executor's connection (its reader then reports it lost):
+    /// the standalone master says it is gone.
+    fn cut(&self, id: &ExecutorId) {
+        if let Some((_, conn)) = self
+            .last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// Called when an executor's connection ends: reap it and, budget
@@ -292,6 +342,9 @@ impl Cluster {
             executor: id.clone(),
             reason,
         });
+        if self.standalone {
+            return; // the master relaunches
+        }
         let budget = self.relaunches_left.fetch_update(
             std::sync::atomic::Ordering::SeqCst,
             std::sync::atomic::Ordering::SeqCst,
@@ -314,8 +367,27 @@ pub fn start_local_cluster(
     events: Sender<Event>,
     broadcasts: BroadcastStore,
 ) -> Result<Backend> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| EmberError::Network(format!("bind driver port: {e}")))?;
+    start_cluster(settings, app_dir, events, broadcasts, None)
+}
+
+/// Starts executors that register with this driver: processes of this
+/// binary (`master` is `None`), or executors a standalone master at
+/// `master` (`host:port`) places on its workers. Waits for the first ones;
+/// later registrations arrive as [`Event::ExecutorAdded`].
+pub fn start_cluster(
+    settings: ClusterSettings,
+    app_dir: &Path,
+    events: Sender<Event>,
+    broadcasts: BroadcastStore,
+    master: Option<&str>,
+) -> Result<Backend> {
+    let host = settings
+        .conf
+        .get(DRIVER_HOST_KEY)
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let listener = TcpListener::bind((host.as_str(), 0))
+        .map_err(|e| EmberError::Network(format!("bind driver port on {host}: {e}")))?;
     let address = listener
         .local_addr()
         .map_err(|e| EmberError::Network(e.to_string()))?
@@ -332,10 +404,34 @@ pub fn start_local_cluster(
         last_seen: Mutex::new(HashMap::new()),
         next_id: std::sync::atomic::AtomicUsize::new(0),
         stopping: std::sync::atomic::AtomicBool::new(false),
+        standalone: master.is_some(),
+        client: OnceLock::new(),
     });
     let mut backend = Backend {
         endpoints: Vec::new(),
         cluster: Some(cluster.clone()),
+    };
+    let n = match master {
+        None => n,
+        Some(master) => {
+            let weak = Arc::downgrade(&cluster);
+            let client = AppClient::register(
+                master,
+                &cluster.settings.conf,
+                cluster.settings.secret.clone(),
+                &cluster.settings.binary,
+                &address,
+                cluster.settings.heartbeat,
+                Arc::new(move |id, _why| {
+                    if let Some(c) = weak.upgrade() {
+                        c.cut(&id);
+                    }
+                }),
+            )?;
+            let n = client.executors;
+            let _ = cluster.client.set(client);
+            n
+        }
     };
     for _ in 0..n {
         if let Err(e) = cluster.spawn_executor() {
@@ -353,10 +449,12 @@ pub fn start_local_cluster(
         match listener.accept() {
             Ok((conn, _)) => match register(conn, &cluster) {
                 Ok(ep) => backend.endpoints.push(ep),
-                Err(e) => {
+                Err(e @ EmberError::BuildMismatch { .. }) => {
                     backend.stop();
                     return Err(e);
                 }
+                // A stray or unauthenticated connection is not an executor.
+                Err(e) => tracing::warn!(%e, "executor registration failed"),
             },
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let exited = cluster
@@ -365,6 +463,13 @@ pub fn start_local_cluster(
                     .unwrap_or_else(|p| p.into_inner())
                     .values_mut()
                     .any(|c| matches!(c.try_wait(), Ok(Some(_))));
+                if let Some(why) = cluster.client.get().and_then(|c| c.failure()) {
+                    backend.stop();
+                    return Err(EmberError::Network(format!(
+                        "standalone master ember://{}: {why}",
+                        master.unwrap_or_default()
+                    )));
+                }
                 if exited || Instant::now() > deadline {
                     backend.stop();
                     let why = if exited {
@@ -399,12 +504,17 @@ pub fn start_local_cluster(
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    match register(conn, &cluster) {
-                        Ok(ep) => {
-                            let _ = cluster.events.send(Event::ExecutorAdded(ep));
-                        }
-                        Err(e) => tracing::warn!(%e, "executor registration failed"),
-                    }
+                    // Each registration on its own thread: a slow or
+                    // hostile peer must not hold up the others.
+                    let cluster = cluster.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("ember-driver-register".into())
+                        .spawn(move || match register(conn, &cluster) {
+                            Ok(ep) => {
+                                let _ = cluster.events.send(Event::ExecutorAdded(ep));
+                            }
+                            Err(e) => tracing::warn!(%e, "executor registration failed"),
+                        });
                 }
             })
             .map_err(|e| EmberError::Network(format!("start acceptor: {e}")))?;
@@ -442,6 +552,7 @@ fn register(conn: TcpStream, cluster: &Arc<Cluster>) -> Result<Arc<dyn ExecutorE
     reader
         .set_nonblocking(false)
         .map_err(|e| EmberError::Network(e.to_string()))?;
+    ember_core::auth::accept_tcp(&mut reader, cluster.settings.secret.as_ref())?;
     let _ = reader.set_nodelay(true);
     let _ = reader.set_read_timeout(Some(REGISTRATION_TIMEOUT));
     let writer = Arc::new(Mutex::new(

@@ -108,9 +108,6 @@ impl Context {
             keys::PROGRESS,
             std::io::IsTerminal::is_terminal(&std::io::stderr()),
         )?;
-        let default_parallelism = conf
-            .get_usize(keys::DEFAULT_PARALLELISM, master.total_cores())?
-            .max(1);
         let base = conf
             .get(keys::LOCAL_DIR)
             .map(PathBuf::from)
@@ -127,11 +124,12 @@ impl Context {
         let cluster = ClusterSettings {
             executors: match master {
                 MasterUrl::LocalCluster { executors, .. } => executors,
-                MasterUrl::Local { .. } => 0,
+                MasterUrl::Local { .. } | MasterUrl::Standalone { .. } => 0,
             },
             cores: match master {
                 MasterUrl::LocalCluster { cores, .. } => cores,
                 MasterUrl::Local { threads } => threads,
+                MasterUrl::Standalone { .. } => 0,
             },
             binary: match conf.get(EXECUTOR_BINARY_KEY) {
                 Some(p) => PathBuf::from(p),
@@ -141,6 +139,8 @@ impl Context {
             heartbeat: conf.get_duration(keys::HEARTBEAT_INTERVAL, Duration::from_secs(1))?,
             timeout: conf.get_duration(keys::NETWORK_TIMEOUT, Duration::from_secs(10))?,
             relaunches: 0,
+            secret: crate::deploy::client::app_secret(&conf, &master)?,
+            conf: conf.clone(),
             memory: match master {
                 MasterUrl::LocalCluster { memory_mib, .. } => {
                     conf.get_bytes(keys::EXECUTOR_MEMORY, (memory_mib as u64) << 20)?
@@ -175,6 +175,12 @@ impl Context {
                 return Err(e);
             }
         };
+        // Standalone: the cores that registered, at least 2 (as Spark).
+        let cores = match master {
+            MasterUrl::Standalone { .. } => backend.total_cores().max(2),
+            _ => master.total_cores(),
+        };
+        let default_parallelism = conf.get_usize(keys::DEFAULT_PARALLELISM, cores)?.max(1);
         let mut dispatcher = Dispatcher::new();
         for ep in &backend.endpoints {
             let _unreachable = dispatcher.add_executor(ep.clone());

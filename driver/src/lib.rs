@@ -17,9 +17,12 @@
 pub mod backend;
 pub mod context;
 pub mod dag;
+pub mod deploy;
 pub mod dispatch;
 pub mod master_url;
 pub mod progress;
+pub mod submit;
+pub mod ui;
 
 pub use context::{Context, ContextBuilder};
 pub use dag::JobReport;

@@ -19,6 +19,12 @@ pub enum MasterUrl {
         /// Memory per executor, MiB.
         memory_mib: usize,
     },
+    /// Executors a standalone master (`ember://host:port`) places on its
+    /// workers.
+    Standalone {
+        /// The master's `host:port`.
+        address: String,
+    },
 }
 
 fn cpus() -> usize {
@@ -76,10 +82,17 @@ impl MasterUrl {
                 memory_mib: n[2],
             });
         }
-        if u.starts_with("ember://") {
-            return Err(bad(
-                "standalone masters (ember://) are not supported by this build yet",
-            ));
+        if let Some(address) = u.strip_prefix("ember://") {
+            let address = address.trim_end_matches('/');
+            let port_ok = address
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !port_ok {
+                return Err(bad("a standalone master URL is ember://host:port"));
+            }
+            return Ok(MasterUrl::Standalone {
+                address: address.to_string(),
+            });
         }
         Err(bad("unknown form"))
     }
@@ -91,6 +104,8 @@ impl MasterUrl {
             MasterUrl::LocalCluster {
                 executors, cores, ..
             } => executors * cores,
+            // Known once executors registered (`Backend::total_cores`).
+            MasterUrl::Standalone { .. } => 0,
         }
     }
 }
@@ -120,6 +135,20 @@ mod tests {
                 memory_mib: 1024
             }
         );
+    }
+
+    #[test]
+    fn standalone_urls_name_the_master() {
+        assert_eq!(
+            MasterUrl::parse("ember://127.0.0.1:7077").unwrap(),
+            MasterUrl::Standalone {
+                address: "127.0.0.1:7077".into()
+            }
+        );
+        for bad in ["ember://", "ember://host", "ember://:7077", "ember://h:x", "ember://h:0"] {
+            let msg = MasterUrl::parse(bad).unwrap_err().to_string();
+            assert!(msg.contains("ember://host:port"), "{msg}");
+        }
     }
 
     #[test]

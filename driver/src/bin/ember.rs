@@ -1,6 +1,11 @@
-//! The `ember` command line.
+//! The `ember` command line: `submit` a driver program, run a standalone
+//! `master` or `worker`, or serve past applications with `history`.
 
 use clap::{Parser, Subcommand};
+use ember_driver::deploy::{Master, MasterOptions, Worker, WorkerOptions};
+use ember_driver::submit::{env_name, resolve};
+use ember_driver::{EmberConf, MasterUrl};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -18,18 +23,114 @@ struct Cli {
 enum Command {
     /// Runs a driver program: `ember submit --master URL APP [ARGS]...`.
     Submit {
-        /// Master URL: local[N], local[*], local-cluster[N,C,M].
-        #[arg(long, default_value = "local[*]")]
-        master: String,
+        /// Master URL: local[N], local[*], local-cluster[N,C,M], ember://host:port.
+        #[arg(long)]
+        master: Option<String>,
+        /// Application name (`ember.app.name`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Memory per executor, e.g. 2g (`ember.executor.memory`).
+        #[arg(long)]
+        executor_memory: Option<String>,
+        /// Cores per executor (`ember.executor.cores`; default in standalone
+        /// mode: all free cores of a worker).
+        #[arg(long)]
+        executor_cores: Option<usize>,
+        /// Cores over all executors (`ember.cores.max`).
+        #[arg(long)]
+        total_executor_cores: Option<usize>,
+        /// Defaults file (default: $EMBER_CONF_DIR/ember-defaults.conf, or
+        /// one next to this binary).
+        #[arg(long)]
+        properties_file: Option<PathBuf>,
         /// Configuration `key=value`, repeatable.
-        #[arg(long = "conf")]
+        #[arg(long = "conf", value_name = "KEY=VALUE")]
         conf: Vec<String>,
+        /// Prints the resolved configuration (secrets hidden).
+        #[arg(long)]
+        verbose: bool,
         /// The application binary.
-        app: std::path::PathBuf,
+        app: PathBuf,
         /// Arguments for the application.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Runs a standalone master.
+    Master {
+        /// Host to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port for workers and drivers (0: any free one).
+        #[arg(long, default_value_t = 7077)]
+        port: u16,
+        /// Web UI port (0: any free one).
+        #[arg(long, default_value_t = 8080)]
+        webui_port: u16,
+        /// Defaults file.
+        #[arg(long)]
+        properties_file: Option<PathBuf>,
+        /// Configuration `key=value`, repeatable.
+        #[arg(long = "conf", value_name = "KEY=VALUE")]
+        conf: Vec<String>,
+    },
+    /// Runs a standalone worker for the master at `ember://host:port`.
+    Worker {
+        /// The master's URL.
+        master: String,
+        /// Host to bind (executors' block servers too).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Cores to offer (default: all).
+        #[arg(long)]
+        cores: Option<usize>,
+        /// Memory to offer, e.g. 4g (default: the machine's less 1 GiB).
+        #[arg(long)]
+        memory: Option<String>,
+        /// Folder for binaries and executor folders.
+        #[arg(long, default_value = "work")]
+        work_dir: PathBuf,
+        /// Web UI port (0: any free one).
+        #[arg(long, default_value_t = 8081)]
+        webui_port: u16,
+        /// Defaults file.
+        #[arg(long)]
+        properties_file: Option<PathBuf>,
+        /// Configuration `key=value`, repeatable.
+        #[arg(long = "conf", value_name = "KEY=VALUE")]
+        conf: Vec<String>,
+    },
+    /// Serves the event logs of past applications with the application UI.
+    History {
+        /// Folder of event logs (`ember.eventLog.dir`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port (0: any free one).
+        #[arg(long, default_value_t = 18080)]
+        port: u16,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ember {what}: {e}");
+    ExitCode::from(2)
+}
+
+fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
 }
 
 fn main() -> ExitCode {
@@ -37,38 +138,152 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Submit {
             master,
+            name,
+            executor_memory,
+            executor_cores,
+            total_executor_cores,
+            properties_file,
             conf,
+            verbose,
             app,
             args,
         } => {
-            if let Err(e) = ember_driver::MasterUrl::parse(&master) {
-                eprintln!("ember submit: {e}");
-                return ExitCode::from(2);
+            let flags = [
+                ("ember.master", master),
+                ("ember.app.name", name),
+                ("ember.executor.memory", executor_memory),
+                (
+                    "ember.executor.cores",
+                    executor_cores.map(|c| c.to_string()),
+                ),
+                (
+                    "ember.cores.max",
+                    total_executor_cores.map(|c| c.to_string()),
+                ),
+            ];
+            let resolved = match resolve(properties_file.as_deref(), &conf, &flags) {
+                Ok(c) => c,
+                Err(e) => return fail("submit", e),
+            };
+            let master = resolved
+                .get("ember.master")
+                .unwrap_or("local[*]")
+                .to_string();
+            if let Err(e) = MasterUrl::parse(&master) {
+                return fail("submit", e);
             }
             let mut cmd = std::process::Command::new(&app);
-            cmd.args(&args).env("EMBER_MASTER", &master);
-            for pair in &conf {
-                let Some((k, v)) = pair.split_once('=') else {
-                    eprintln!("ember submit: --conf {pair:?}: expected key=value");
-                    return ExitCode::from(2);
+            cmd.args(&args);
+            for (k, v) in resolved.iter() {
+                let name = match env_name(k) {
+                    Ok(n) => n,
+                    Err(e) => return fail("submit", e),
                 };
-                // Spark-style keys travel as EMBER_* variables the
-                // application's context reads.
-                let Some(rest) = k.trim().strip_prefix("ember.") else {
-                    eprintln!("ember submit: --conf {k:?}: keys start with `ember.`");
-                    return ExitCode::from(2);
-                };
-                cmd.env(
-                    format!("EMBER_{}", rest.replace('.', "_").to_ascii_uppercase()),
-                    v.trim(),
-                );
+                if verbose {
+                    let shown = if k.contains("secret") { "*****" } else { v };
+                    eprintln!("ember submit: {k}={shown}");
+                }
+                cmd.env(name, v);
             }
             match cmd.status() {
-                Ok(s) => ExitCode::from(s.code().unwrap_or(1) as u8),
-                Err(e) => {
-                    eprintln!("ember submit: {}: {e}", app.display());
-                    ExitCode::from(2)
+                Ok(s) => ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8),
+                Err(e) => fail("submit", format!("{}: {e}", app.display())),
+            }
+        }
+        Command::Master {
+            host,
+            port,
+            webui_port,
+            properties_file,
+            conf,
+        } => {
+            init_logging();
+            let conf = match resolve(properties_file.as_deref(), &conf, &[]) {
+                Ok(c) => c,
+                Err(e) => return fail("master", e),
+            };
+            let master = match Master::start(MasterOptions {
+                host,
+                port,
+                webui_port: Some(webui_port),
+                conf,
+            }) {
+                Ok(m) => m,
+                Err(e) => return fail("master", e),
+            };
+            println!("ember master: listening on {}", master.url());
+            if let Some(ui) = master.webui_url() {
+                println!("ember master: web UI at {ui}");
+            }
+            park_forever()
+        }
+        Command::Worker {
+            master,
+            host,
+            cores,
+            memory,
+            work_dir,
+            webui_port,
+            properties_file,
+            conf,
+        } => {
+            init_logging();
+            let address = match MasterUrl::parse(&master) {
+                Ok(MasterUrl::Standalone { address }) => address,
+                Ok(_) => return fail("worker", "the master URL must be ember://host:port"),
+                Err(e) => return fail("worker", e),
+            };
+            let conf: EmberConf = match resolve(properties_file.as_deref(), &conf, &[]) {
+                Ok(c) => c,
+                Err(e) => return fail("worker", e),
+            };
+            let memory_mib = match memory {
+                Some(m) => match ember_core::conf::parse_bytes(&m) {
+                    Ok(b) => b >> 20,
+                    Err(e) => return fail("worker", format!("--memory: {e}")),
+                },
+                None => ember_core::conf::physical_memory()
+                    .map(|m| (m >> 20).saturating_sub(1024).max(1024))
+                    .unwrap_or(1024),
+            };
+            let cores = cores.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+            let worker = match Worker::start(WorkerOptions {
+                master: address,
+                host,
+                cores,
+                memory_mib,
+                work_dir,
+                webui_port: Some(webui_port),
+                conf,
+            }) {
+                Ok(w) => w,
+                Err(e) => return fail("worker", e),
+            };
+            println!(
+                "ember worker: {} offers {cores} cores, {memory_mib} MiB",
+                worker.id()
+            );
+            if let Some(ui) = worker.webui_url() {
+                println!("ember worker: web UI at {ui}");
+            }
+            park_forever()
+        }
+        Command::History { dir, host, port } => {
+            init_logging();
+            match ember_driver::ui::history::serve(&dir, &host, port) {
+                Ok(server) => {
+                    println!(
+                        "ember history: serving {} at {}",
+                        dir.display(),
+                        server.url()
+                    );
+                    park_forever()
                 }
+                Err(e) => fail("history", e),
             }
         }
     }

@@ -23,7 +23,9 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(|e| EmberError::io(path, "read", e))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| EmberError::io(path, "read", e))?;
         if n == 0 {
             break;
         }
@@ -97,7 +99,8 @@ impl Drop for FileServer {
 
 fn serve(mut conn: TcpStream, path: &Path, sha: &str, secret: Option<&Secret>) -> Result<()> {
     accept_tcp(&mut conn, secret)?;
-    let Some(req) = recv_limited::<FileRequest>(&mut conn, "file request", MAX_CONTROL_FRAME_BYTES)?
+    let Some(req) =
+        recv_limited::<FileRequest>(&mut conn, "file request", MAX_CONTROL_FRAME_BYTES)?
     else {
         return Ok(());
     };
@@ -140,7 +143,10 @@ pub fn fetch_cached(binary: &BinaryRef, cache: &Path, secret: Option<&Secret>) -
     }
     std::fs::create_dir_all(cache).map_err(|e| EmberError::io(cache, "create", e))?;
     let mut conn = TcpStream::connect(&binary.source).map_err(|e| {
-        EmberError::Network(format!("connect to the driver's file server {}: {e}", binary.source))
+        EmberError::Network(format!(
+            "connect to the driver's file server {}: {e}",
+            binary.source
+        ))
     })?;
     connect_tcp(&mut conn, secret)?;
     send(
@@ -158,7 +164,11 @@ pub fn fetch_cached(binary: &BinaryRef, cache: &Path, secret: Option<&Secret>) -
             )))
         }
         Some(Err(e)) => return Err(EmberError::Other(e)),
-        None => return Err(EmberError::Network("file server closed the connection".into())),
+        None => {
+            return Err(EmberError::Network(
+                "file server closed the connection".into(),
+            ))
+        }
     };
     let tmp = cache.join(format!(".{}.{}.tmp", binary.sha256, std::process::id()));
     let outcome = (|| {
@@ -189,7 +199,8 @@ pub fn fetch_cached(binary: &BinaryRef, cache: &Path, secret: Option<&Secret>) -
                 binary.name, binary.sha256
             )));
         }
-        out.sync_all().map_err(|e| EmberError::io(&tmp, "sync", e))?;
+        out.sync_all()
+            .map_err(|e| EmberError::io(&tmp, "sync", e))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| EmberError::io(&tmp, "chmod", e))?;

@@ -42,6 +42,7 @@ pub struct AppClient {
     pub cores: usize,
     _files: FileServer,
     done: AtomicBool,
+    failure: std::sync::Mutex<Option<String>>,
 }
 
 impl AppClient {
@@ -84,7 +85,11 @@ impl AppClient {
         let conn = Conn::new(&stream)?;
         conn.send(&ToMaster::RegisterApplication(desc))?;
         let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-        let reply = recv_limited::<FromMaster>(&mut stream, "application registration", MAX_CONTROL_FRAME_BYTES)?;
+        let reply = recv_limited::<FromMaster>(
+            &mut stream,
+            "application registration",
+            MAX_CONTROL_FRAME_BYTES,
+        )?;
         let _ = stream.set_read_timeout(None);
         let (app_id, executors, cores) = match reply {
             Some(FromMaster::RegisteredApplication {
@@ -93,7 +98,9 @@ impl AppClient {
                 cores,
             }) => (app_id, executors, cores),
             Some(FromMaster::Refused(why)) => {
-                return Err(EmberError::Network(format!("master ember://{master} refused the application: {why}")))
+                return Err(EmberError::Network(format!(
+                    "master ember://{master} refused the application: {why}"
+                )))
             }
             other => {
                 return Err(EmberError::Network(format!(
@@ -109,6 +116,7 @@ impl AppClient {
             cores,
             _files: files,
             done: AtomicBool::new(false),
+            failure: std::sync::Mutex::new(None),
         });
         let weak = Arc::downgrade(&client);
         std::thread::Builder::new()
@@ -128,6 +136,12 @@ impl AppClient {
                             tracing::warn!(%executor, %message, "master reports an executor lost");
                             on_removed(ExecutorId(executor), message);
                         }
+                        Ok(Some(FromMaster::ApplicationFailed { message })) => {
+                            tracing::error!(%message, "the master gave up launching executors");
+                            if let Some(c) = weak.upgrade() {
+                                *c.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
+                            }
+                        }
                         Ok(Some(other)) => tracing::warn!(?other, "unexpected message from the master"),
                         Ok(None) | Err(_) => break,
                     }
@@ -138,6 +152,14 @@ impl AppClient {
             })
             .map_err(|e| EmberError::Network(format!("start master reader: {e}")))?;
         Ok(client)
+    }
+
+    /// Why the master gave up launching executors, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Tells the master the application is done (its executors may go).
@@ -153,4 +175,17 @@ impl Drop for AppClient {
     fn drop(&mut self) {
         self.unregister();
     }
+}
+
+/// The secret this application's connections use: the configured one; a
+/// fresh random one for a `local-cluster` that authenticates without one
+/// (only its own processes need it); `None` without authentication.
+pub fn app_secret(conf: &EmberConf, master: &crate::MasterUrl) -> Result<Option<Secret>> {
+    let on = conf.get_bool(ember_core::auth::keys::AUTHENTICATE, false)?;
+    let given = conf.get(ember_core::auth::keys::SECRET).is_some()
+        || conf.get(ember_core::auth::keys::SECRET_FILE).is_some();
+    if on && !given && matches!(master, crate::MasterUrl::LocalCluster { .. }) {
+        return Ok(Some(Secret::generate()));
+    }
+    Secret::from_conf(conf)
 }

@@ -11,7 +11,7 @@
 use super::conn::{accept_loop, Conn};
 use super::messages::{AppDescription, FromMaster, ToMaster};
 use crate::ui::html::now_ms;
-use crate::ui::http::{HttpServer, Response};
+use crate::ui::http::HttpServer;
 use ember_core::auth::Secret;
 use ember_core::codec::{recv_limited, MAX_CONTROL_FRAME_BYTES};
 use ember_core::{EmberConf, EmberError, Result};
@@ -411,7 +411,7 @@ impl Shared {
             let Some(app) = st.apps.get(app_id) else {
                 return out;
             };
-            if !app.active() || (app.failures > self.max_retries && app.executors.is_empty()) {
+            if !app.active() || app.failures > self.max_retries {
                 return out;
             }
             let left = app
@@ -524,7 +524,22 @@ impl Shared {
             if let Some(a) = st.apps.get_mut(app) {
                 if a.active() {
                     a.failures += 1;
-                    tracing::warn!(app, executor, message, "executor exited; relaunching if possible");
+                    tracing::warn!(
+                        app,
+                        executor,
+                        message,
+                        "executor exited; relaunching if possible"
+                    );
+                    if a.failures > self.max_retries {
+                        let message = format!(
+                            "{} executors failed; no more are launched (ember.deploy.maxExecutorRetries); last: {message}",
+                            a.failures
+                        );
+                        tracing::warn!(app, %message, "giving up on the application's executors");
+                        if let Some(c) = &a.conn {
+                            let _ = c.send(&FromMaster::ApplicationFailed { message });
+                        }
+                    }
                 }
             }
             self.schedule(st);
@@ -575,14 +590,17 @@ impl Shared {
         }
         for w in st.workers.values() {
             if w.state == WorkerState::Alive && workers.contains(&w.id) {
-                let _ = w.conn.send(&FromMaster::ApplicationFinished { app: id.into() });
+                let _ = w
+                    .conn
+                    .send(&FromMaster::ApplicationFinished { app: id.into() });
             }
         }
         self.schedule(&mut st);
     }
 
     fn monitor(&self) {
-        let period = (self.worker_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let period =
+            (self.worker_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         while !self.stopping.load(Ordering::SeqCst) {
             std::thread::sleep(period);
             let silent: Vec<(String, Arc<Conn>)> = self
@@ -590,7 +608,8 @@ impl Shared {
                 .workers
                 .values()
                 .filter(|w| {
-                    w.state == WorkerState::Alive && w.last_heartbeat.elapsed() > self.worker_timeout
+                    w.state == WorkerState::Alive
+                        && w.last_heartbeat.elapsed() > self.worker_timeout
                 })
                 .map(|w| (w.id.clone(), w.conn.clone()))
                 .collect();
@@ -642,7 +661,10 @@ impl Shared {
                     submitdate: crate::ui::html::api_date(a.submitted_ms),
                     starttime: a.submitted_ms,
                     endtime: a.ended_ms,
-                    duration: a.ended_ms.unwrap_or_else(now_ms).saturating_sub(a.submitted_ms),
+                    duration: a
+                        .ended_ms
+                        .unwrap_or_else(now_ms)
+                        .saturating_sub(a.submitted_ms),
                     user: a.desc.user.clone(),
                     state: a.state.clone(),
                     driver_ui: a.desc.ui_url.clone(),

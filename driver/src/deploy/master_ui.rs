@@ -6,21 +6,28 @@ use crate::ui::html::{self, esc, link, page, table};
 use crate::ui::http::{Request, Response};
 use serde_json::json;
 
-const NAV: &[(&str, &str)] = &[("/", "Overview"), ("/json", "JSON"), ("/api/v1/applications", "API")];
+const NAV: &[(&str, &str)] = &[
+    ("/", "Overview"),
+    ("/json", "JSON"),
+    ("/api/v1/applications", "API"),
+];
 
 /// Answers one request from `snap`.
 pub fn handle(snap: &MasterSnapshot, req: &Request) -> Response {
     let seg = req.segments();
     match seg.as_slice() {
         [] => Response::html(overview(snap)),
-        ["app"] => match req.param("appId").and_then(|id| snap.apps.iter().find(|a| a.id == id)) {
+        ["app"] => match req
+            .param("appId")
+            .and_then(|id| snap.apps.iter().find(|a| a.id == id))
+        {
             Some(app) => Response::html(app_page(app)),
             None => Response::not_found(&req.path),
         },
         ["json"] => Response::json(&master_json(snap)),
-        ["api", "v1", "applications"] => Response::json(
-            &snap.apps.iter().map(api_app).collect::<Vec<_>>(),
-        ),
+        ["api", "v1", "applications"] => {
+            Response::json(&snap.apps.iter().map(api_app).collect::<Vec<_>>())
+        }
         ["api", "v1", "applications", id] => match snap.apps.iter().find(|a| a.id == *id) {
             Some(a) => Response::json(&api_app(a)),
             None => Response::not_found(&req.path),
@@ -92,13 +99,25 @@ fn app_rows(apps: &[&ApplicationInfo]) -> Vec<Vec<String>> {
 }
 
 fn overview(s: &MasterSnapshot) -> String {
-    let alive: Vec<_> = s.workers.iter().filter(|w| w.state == WorkerState::Alive).collect();
+    let alive: Vec<_> = s
+        .workers
+        .iter()
+        .filter(|w| w.state == WorkerState::Alive)
+        .collect();
     let cores: usize = alive.iter().map(|w| w.cores).sum();
     let used: usize = alive.iter().map(|w| w.coresused).sum();
     let mem: u64 = alive.iter().map(|w| w.memory).sum();
     let mem_used: u64 = alive.iter().map(|w| w.memoryused).sum();
-    let running: Vec<_> = s.apps.iter().filter(|a| a.state != AppState::Finished).collect();
-    let done: Vec<_> = s.apps.iter().filter(|a| a.state == AppState::Finished).collect();
+    let running: Vec<_> = s
+        .apps
+        .iter()
+        .filter(|a| a.state != AppState::Finished)
+        .collect();
+    let done: Vec<_> = s
+        .apps
+        .iter()
+        .filter(|a| a.state == AppState::Finished)
+        .collect();
     let mut body = format!(
         "<dl><dt>URL</dt><dd id=\"master-url\">{}</dd><dt>Alive workers</dt><dd id=\"alive-workers\">{}</dd>\
          <dt>Cores in use</dt><dd>{used} of {cores}</dd><dt>Memory in use</dt><dd>{} of {}</dd>\
@@ -127,7 +146,11 @@ fn overview(s: &MasterSnapshot) -> String {
                     WorkerState::Dead => "<span class=\"bad\">DEAD</span>".into(),
                 },
                 format!("{} ({} used)", w.cores, w.coresused),
-                format!("{} ({} used)", html::bytes(w.memory << 20), html::bytes(w.memoryused << 20)),
+                format!(
+                    "{} ({} used)",
+                    html::bytes(w.memory << 20),
+                    html::bytes(w.memoryused << 20)
+                ),
                 w.executors.to_string(),
             ]
         })
@@ -137,7 +160,16 @@ fn overview(s: &MasterSnapshot) -> String {
         &["Worker", "Host", "State", "Cores", "Memory", "Executors"],
         &rows,
     ));
-    let headers = ["Application ID", "Name", "Cores", "Memory per Executor", "Submitted", "User", "State", "Duration"];
+    let headers = [
+        "Application ID",
+        "Name",
+        "Cores",
+        "Memory per Executor",
+        "Submitted",
+        "User",
+        "State",
+        "Duration",
+    ];
     body.push_str("<h2>Running Applications</h2>");
     body.push_str(&table("running-apps", &headers, &app_rows(&running)));
     body.push_str("<h2>Completed Applications</h2>");

@@ -20,7 +20,7 @@ pub struct BinaryRef {
 }
 
 /// What a driver asks of the master for its application.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppDescription {
     /// Application name.
     pub name: String,
@@ -138,6 +138,12 @@ pub enum FromMaster {
         host: String,
         /// Cores.
         cores: usize,
+    },
+    /// To a driver: executors keep failing to start; the master gave up
+    /// launching them (`ember.deploy.maxExecutorRetries`).
+    ApplicationFailed {
+        /// Why, with the last executor's failure.
+        message: String,
     },
     /// To a driver: an executor is gone (exited, or its worker was lost).
     ExecutorRemoved {

@@ -78,10 +78,13 @@ pub struct Worker {
 impl Worker {
     /// Starts the web UI, then registers with the master on a thread that
     /// reconnects whenever the master connection drops.
-    pub fn start(opts: WorkerOptions) -> Result<Worker> {
+    pub fn start(mut opts: WorkerOptions) -> Result<Worker> {
         let secret = Secret::from_conf(&opts.conf)?;
         std::fs::create_dir_all(&opts.work_dir)
             .map_err(|e| EmberError::io(&opts.work_dir, "create work dir", e))?;
+        // Executors run inside their own folders: paths must not be relative.
+        opts.work_dir = std::fs::canonicalize(&opts.work_dir)
+            .map_err(|e| EmberError::io(&opts.work_dir, "resolve work dir", e))?;
         let id = format!(
             "worker-{}-{}-{}",
             html::date(now_ms()).replace(['-', ' ', ':'], ""),
@@ -196,12 +199,18 @@ impl Shared {
             memory_mib: self.opts.memory_mib,
             webui: self.webui.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         })?;
-        match recv_limited::<FromMaster>(&mut stream, "registration reply", MAX_CONTROL_FRAME_BYTES)? {
+        match recv_limited::<FromMaster>(
+            &mut stream,
+            "registration reply",
+            MAX_CONTROL_FRAME_BYTES,
+        )? {
             Some(FromMaster::RegisteredWorker { master_webui }) => {
                 *self.master_webui.lock().unwrap_or_else(|p| p.into_inner()) = master_webui;
             }
             Some(FromMaster::Refused(why)) => {
-                return Err(EmberError::Network(format!("master refused the worker: {why}")))
+                return Err(EmberError::Network(format!(
+                    "master refused the worker: {why}"
+                )))
             }
             other => {
                 return Err(EmberError::Network(format!(
@@ -228,7 +237,11 @@ impl Shared {
             })
             .map_err(|e| EmberError::Other(format!("start heartbeats: {e}")))?;
         loop {
-            let msg = match recv_limited::<FromMaster>(&mut stream, "master message", MAX_CONTROL_FRAME_BYTES) {
+            let msg = match recv_limited::<FromMaster>(
+                &mut stream,
+                "master message",
+                MAX_CONTROL_FRAME_BYTES,
+            ) {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok("the master closed the connection".into()),
                 Err(e) => {
@@ -272,7 +285,11 @@ impl Shared {
     /// Registers the executor, then fetches the binary and starts the
     /// process on its own thread (a fetch may take a while).
     fn launch(&self, l: Launch, conn: &Arc<Conn>) {
-        let dir = self.opts.work_dir.join(safe(&l.app)).join(safe(&l.executor));
+        let dir = self
+            .opts
+            .work_dir
+            .join(safe(&l.app))
+            .join(safe(&l.executor));
         self.executors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -322,7 +339,8 @@ impl Shared {
         )?;
         std::fs::create_dir_all(dir).map_err(|e| EmberError::io(dir, "create", e))?;
         let log = |name: &str| {
-            std::fs::File::create(dir.join(name)).map_err(|e| EmberError::io(dir.join(name), "create", e))
+            std::fs::File::create(dir.join(name))
+                .map_err(|e| EmberError::io(dir.join(name), "create", e))
         };
         let mut cmd = Command::new(&binary);
         cmd.current_dir(dir)
@@ -334,7 +352,10 @@ impl Shared {
             .env(env_vars::HOST, &self.opts.host)
             .env(env_vars::WORKER_PID, std::process::id().to_string())
             .env(EXECUTOR_MEMORY_ENV, (l.memory_mib << 20).to_string())
-            .env(EXECUTOR_STORAGE_FRACTION_ENV, l.storage_fraction.to_string())
+            .env(
+                EXECUTOR_STORAGE_FRACTION_ENV,
+                l.storage_fraction.to_string(),
+            )
             .stdin(Stdio::null())
             .stdout(log("stdout")?)
             .stderr(log("stderr")?);
@@ -363,7 +384,11 @@ impl Shared {
                     }
                 }
             }
-            let master = self.master.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let master = self
+                .master
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             for (app, executor, status) in exited {
                 tracing::info!(%app, %executor, %status, "executor exited");
                 if let Some(m) = &master {
@@ -440,7 +465,11 @@ impl Shared {
                 dir: r.dir.display().to_string(),
             })
             .collect();
-        let cores_used: usize = execs.iter().filter(|e| e.state == "RUNNING").map(|e| e.cores).sum();
+        let cores_used: usize = execs
+            .iter()
+            .filter(|e| e.state == "RUNNING")
+            .map(|e| e.cores)
+            .sum();
         match req.segments().as_slice() {
             ["json"] => Response::json(&serde_json::json!({
                 "id": self.id,
@@ -456,7 +485,11 @@ impl Shared {
                 let (Some(app), Some(exec)) = (req.param("appId"), req.param("executorId")) else {
                     return Response::error(400, "appId and executorId are required");
                 };
-                let kind = if req.param("logType") == Some("stdout") { "stdout" } else { "stderr" };
+                let kind = if req.param("logType") == Some("stdout") {
+                    "stdout"
+                } else {
+                    "stderr"
+                };
                 let Some(row) = execs.iter().find(|e| e.app == app && e.id == exec) else {
                     return Response::not_found(&req.path);
                 };
@@ -468,7 +501,11 @@ impl Shared {
                 ))
             }
             [] => {
-                let master_ui = self.master_webui.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let master_ui = self
+                    .master_webui
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 let mut body = format!(
                     "<dl><dt>ID</dt><dd>{}</dd><dt>Master</dt><dd>{}</dd><dt>Cores</dt><dd>{} ({cores_used} used)</dd>\
                      <dt>Memory</dt><dd>{}</dd><dt>Work dir</dt><dd>{}</dd></dl><h2>Executors</h2>",
@@ -482,7 +519,13 @@ impl Shared {
                     .iter()
                     .map(|e| {
                         let logs = |k: &str| {
-                            link(&format!("/logPage?appId={}&executorId={}&logType={k}", e.app, e.id), k)
+                            link(
+                                &format!(
+                                    "/logPage?appId={}&executorId={}&logType={k}",
+                                    e.app, e.id
+                                ),
+                                k,
+                            )
                         };
                         vec![
                             esc(&e.id),
@@ -496,10 +539,21 @@ impl Shared {
                     .collect();
                 body.push_str(&table(
                     "executors",
-                    &["Executor ID", "Application", "Cores", "Memory", "State", "Logs"],
+                    &[
+                        "Executor ID",
+                        "Application",
+                        "Cores",
+                        "Memory",
+                        "State",
+                        "Logs",
+                    ],
                     &rows,
                 ));
-                Response::html(page(&format!("Ember Worker {}", self.id), &[("/", "Worker"), ("/json", "JSON")], &body))
+                Response::html(page(
+                    &format!("Ember Worker {}", self.id),
+                    &[("/", "Worker"), ("/json", "JSON")],
+                    &body,
+                ))
             }
             _ => Response::not_found(&req.path),
         }
@@ -537,7 +591,13 @@ struct ExecutorRow {
 fn safe(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() {
         "_".into()

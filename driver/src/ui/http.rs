@@ -118,7 +118,11 @@ impl HttpServer {
         }
         Err(EmberError::Network(format!(
             "bind web UI on {host}:{port}{}: {}",
-            if tries > 1 { " (and the next 15 ports)" } else { "" },
+            if tries > 1 {
+                " (and the next 15 ports)"
+            } else {
+                ""
+            },
             last.map(|e| e.to_string()).unwrap_or_default()
         )))
     }
@@ -328,8 +332,11 @@ pub fn get(addr: &str, path: &str) -> Result<(u16, String)> {
     let mut conn = TcpStream::connect(addr)
         .map_err(|e| EmberError::Network(format!("connect to {addr}: {e}")))?;
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-        .map_err(|e| EmberError::Network(e.to_string()))?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| EmberError::Network(e.to_string()))?;
     let mut raw = Vec::new();
     conn.read_to_end(&mut raw)
         .map_err(|e| EmberError::Network(e.to_string()))?;

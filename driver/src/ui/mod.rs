@@ -2,5 +2,6 @@
 //! the application UI (driver), the master's and workers' pages and the
 //! history server.
 
+pub mod history;
 pub mod html;
 pub mod http;
