@@ -145,6 +145,7 @@ impl Context {
                 MasterUrl::LocalCluster { memory_mib, .. } => {
                     conf.get_bytes(keys::EXECUTOR_MEMORY, (memory_mib as u64) << 20)?
                 }
+                MasterUrl::Standalone { .. } => conf.get_bytes(keys::EXECUTOR_MEMORY, 1 << 30)?,
                 MasterUrl::Local { .. } => conf.get_bytes(
                     keys::EXECUTOR_MEMORY,
                     ember_core::conf::physical_memory()
