@@ -13,7 +13,6 @@ use ember_executor::Executor;
 use crate::deploy::client::{AppClient, DRIVER_HOST_KEY};
 use ember_core::auth::{Secret, SECRET_ENV};
 use ember_core::EmberConf;
-use std::sync::OnceLock;
 use ember_rdd::stage::StageBlob;
 use ember_rdd::task::TaskDescription;
 use ember_rdd::TaskEnv;
@@ -23,6 +22,7 @@ use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -191,6 +191,7 @@ struct RemoteEndpoint {
     id: ExecutorId,
     cores: usize,
     writer: Arc<Mutex<TcpStream>>,
+    block_address: String,
 }
 
 impl RemoteEndpoint {
@@ -226,6 +227,9 @@ impl ExecutorEndpoint for RemoteEndpoint {
     }
     fn shutdown(&self) {
         let _ = self.send(&DriverMessage::Shutdown);
+    }
+    fn address(&self) -> Option<String> {
+        Some(self.block_address.clone())
     }
 }
 
@@ -292,7 +296,12 @@ impl Cluster {
                 self.settings.heartbeat.as_millis().to_string(),
             )
             .stdin(Stdio::null())
-            .envs(self.settings.secret.as_ref().map(|s| (SECRET_ENV, s.to_hex())))
+            .envs(
+                self.settings
+                    .secret
+                    .as_ref()
+                    .map(|s| (SECRET_ENV, s.to_hex())),
+            )
             .spawn()
             .map_err(|e| EmberError::io(&self.settings.binary, "start executor", e))?;
         self.children
@@ -560,16 +569,21 @@ fn register(conn: TcpStream, cluster: &Arc<Cluster>) -> Result<Arc<dyn ExecutorE
             .try_clone()
             .map_err(|e| EmberError::Network(e.to_string()))?,
     ));
-    let (id, build, cores) = match recv::<ExecutorMessage>(&mut reader, "executor registration")? {
-        Some(ExecutorMessage::Register {
-            id, build, cores, ..
-        }) => (id, build, cores),
-        other => {
-            return Err(EmberError::Network(format!(
-                "expected a registration, got {other:?}"
-            )))
-        }
-    };
+    let (id, build, cores, block_address) =
+        match recv::<ExecutorMessage>(&mut reader, "executor registration")? {
+            Some(ExecutorMessage::Register {
+                id,
+                build,
+                cores,
+                block_address,
+                ..
+            }) => (id, build, cores, block_address),
+            other => {
+                return Err(EmberError::Network(format!(
+                    "expected a registration, got {other:?}"
+                )))
+            }
+        };
     let ours = BuildId::current();
     if &build != ours {
         let err = EmberError::BuildMismatch {
@@ -600,6 +614,7 @@ fn register(conn: TcpStream, cluster: &Arc<Cluster>) -> Result<Arc<dyn ExecutorE
         id: id.clone(),
         cores,
         writer: writer.clone(),
+        block_address,
     });
     let cluster = cluster.clone();
     std::thread::Builder::new()

@@ -79,6 +79,9 @@ pub struct ContextInner {
     next_rdd: AtomicU64,
     next_shuffle: AtomicU64,
     default_parallelism: usize,
+    /// The UI, its status store and the event log.
+    observers: crate::ui::app::AppObservers,
+    app_id: String,
 }
 
 /// A driver program's connection to its executors.
@@ -102,6 +105,12 @@ impl Context {
 
     /// A context from a full configuration.
     pub fn with_conf(conf: EmberConf) -> Result<Context> {
+        // The UI starts first: a standalone master is told where it is.
+        let mut conf = conf;
+        let observers = crate::ui::app::AppObservers::start(&conf)?;
+        if let Some(url) = observers.ui_url() {
+            conf.set(crate::deploy::client::APP_UI_ADDRESS_KEY, url);
+        }
         let master = MasterUrl::parse(conf.get(keys::MASTER).unwrap_or("local[*]"))?;
         let max_failures = conf.get_usize(keys::TASK_MAX_FAILURES, 4)?;
         let show_progress = conf.get_bool(
@@ -182,6 +191,9 @@ impl Context {
             _ => master.total_cores(),
         };
         let default_parallelism = conf.get_usize(keys::DEFAULT_PARALLELISM, cores)?.max(1);
+        let app_id = backend
+            .app_id()
+            .unwrap_or_else(crate::ui::app::local_app_id);
         let mut dispatcher = Dispatcher::new();
         for ep in &backend.endpoints {
             let _unreachable = dispatcher.add_executor(ep.clone());
@@ -203,7 +215,19 @@ impl Context {
             next_rdd: AtomicU64::new(0),
             next_shuffle: AtomicU64::new(0),
             default_parallelism,
+            observers,
+            app_id,
         };
+        let listener = inner.observers.begin(
+            &inner.app_id,
+            inner.conf.get(keys::APP_NAME).unwrap_or("ember"),
+            inner.conf.get(keys::MASTER).unwrap_or("local[*]"),
+        )?;
+        inner
+            .scheduler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_listener(listener);
         Ok(Context {
             inner: Arc::new(inner),
         })
@@ -324,6 +348,16 @@ impl Context {
             .to_vec()
     }
 
+    /// The application id: the standalone master's, or `local-<ms>`.
+    pub fn app_id(&self) -> &str {
+        &self.inner.app_id
+    }
+
+    /// The application UI's address (`http://host:port`), if it runs.
+    pub fn ui_url(&self) -> Option<String> {
+        self.inner.observers.ui_url()
+    }
+
     /// Live executor processes and their process ids (empty in
     /// `local[N]`).
     pub fn executor_pids(&self) -> Vec<(ember_core::ExecutorId, u32)> {
@@ -343,6 +377,7 @@ impl Context {
 
 impl ContextInner {
     fn stop(&self) {
+        self.observers.end();
         self.backend
             .lock()
             .unwrap_or_else(|p| p.into_inner())

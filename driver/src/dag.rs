@@ -17,6 +17,10 @@
 
 use crate::dispatch::{Dispatcher, Event};
 use crate::progress::{ProgressBar, StageProgress};
+use crate::ui::status::SchedulerListener;
+
+// Publishing events to the UI and event log (`dag/listen.rs`).
+mod listen;
 use crossbeam::channel::Receiver;
 use ember_core::{EmberError, ExecutorId, JobId, RddId, Result, ShuffleId, StageId, TaskId};
 use ember_rdd::accumulator::apply_updates;
@@ -105,6 +109,8 @@ pub struct DagScheduler {
     executor_wait: Duration,
     /// Where cached partitions live, as executors reported them.
     cache_locations: HashMap<(RddId, usize), ExecutorId>,
+    /// Who hears the scheduler's events (the UI, the event log).
+    listener: Option<Arc<dyn SchedulerListener>>,
 }
 
 /// The shuffle dependencies reached from `rdd` through narrow ones.
@@ -171,6 +177,7 @@ impl DagScheduler {
             progress: ProgressBar::new(show_progress),
             executor_wait,
             cache_locations: HashMap::new(),
+            listener: None,
         }
     }
 
@@ -262,7 +269,9 @@ impl DagScheduler {
             },
         };
         let ancestors = self.ancestors(&job);
+        self.note_job_start(&job, &ancestors);
         let outcome = self.drive(&mut job);
+        self.note_stages_aborted(&job, &outcome);
         self.progress.clear();
         for stage in job.running.values() {
             self.dispatcher.forget_stage(stage.blob.id);
@@ -272,6 +281,7 @@ impl DagScheduler {
         job.report.seconds = start.elapsed().as_secs_f64();
         tracing::debug!(job = id.0, report = ?job.report, "job finished");
         self.reports.push(job.report.clone());
+        self.note_job_end(&job, &outcome);
         outcome?;
         Ok(job
             .results
@@ -300,6 +310,7 @@ impl DagScheduler {
     fn drive(&mut self, job: &mut Job) -> Result<()> {
         self.submit(job, StageKey::Result)?;
         while job.remaining > 0 {
+            self.note_launches(job);
             let event = if self.dispatcher.num_executors() == 0 {
                 // Wait a while for a replacement before giving up.
                 self.events.recv_timeout(self.executor_wait).map_err(|_| {
@@ -321,6 +332,7 @@ impl DagScheduler {
                     let Some(info) = job.tasks.remove(&task) else {
                         continue;
                     };
+                    self.note_task_end(job, &info, task, executor.as_ref(), &result);
                     let current = job
                         .running
                         .get(&info.key)
@@ -359,11 +371,13 @@ impl DagScheduler {
                 }
                 Event::ExecutorAdded(endpoint) => {
                     tracing::info!(executor = %endpoint.id(), "executor added");
+                    self.note_executor_added(endpoint.as_ref());
                     let broken = self.dispatcher.add_executor(endpoint);
                     self.lose_executors(job, broken)?;
                 }
                 Event::ExecutorLost { executor, reason } => {
                     tracing::warn!(%executor, %reason, "executor lost");
+                    self.note_executor_removed(&executor, &reason);
                     self.lose_executors(job, vec![executor])?;
                 }
             }
@@ -441,6 +455,7 @@ impl DagScheduler {
         job.report.max_stage_nodes = job.report.max_stage_nodes.max(blob.nodes.len());
         job.report.stages_run.push(stage);
         tracing::debug!(%stage, attempt, tasks = todo.len(), "stage submitted");
+        self.note_stage_submitted(job, key, stage, attempt, todo.len());
         job.running.insert(
             key,
             RunningStage {
@@ -526,6 +541,7 @@ impl DagScheduler {
         if let Some(stage) = job.running.remove(&key) {
             self.dispatcher.forget_stage(stage.blob.id);
             let id = self.stage_id(job, key);
+            self.note_stage_completed(id, stage.attempt, None);
             job.report
                 .stage_seconds
                 .push((id, stage.started.elapsed().as_secs_f64()));
@@ -590,6 +606,8 @@ impl DagScheduler {
         self.tracker.unregister_map_output(shuffle, map);
         if let Some(stage) = job.running.remove(&key) {
             self.dispatcher.forget_stage(stage.blob.id);
+            let failure = format!("fetch failed: {shuffle} map {map} on {holder}: {message}");
+            self.note_stage_completed(self.stage_id(job, key), stage.attempt, Some(failure));
         }
         let attempts = job.stage_attempts.entry(key).or_insert(0);
         *attempts += 1;
@@ -606,10 +624,12 @@ impl DagScheduler {
     fn lose_executors(&mut self, job: &mut Job, lost: Vec<ExecutorId>) -> Result<()> {
         for executor in lost {
             self.cache_locations.retain(|_, e| *e != executor);
+            self.note_executor_removed(&executor, "lost");
             let tasks = self.dispatcher.remove_executor(&executor);
             self.tracker.remove_outputs_on(&executor);
             for t in tasks {
                 if let Some(info) = job.tasks.remove(&t) {
+                    self.note_task_lost(job, &info, t, &executor);
                     if job
                         .running
                         .get(&info.key)

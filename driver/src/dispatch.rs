@@ -46,6 +46,10 @@ pub trait ExecutorEndpoint: Send + Sync {
     fn remove_shuffle(&self, shuffle: ShuffleId);
     /// Stops the executor.
     fn shutdown(&self);
+    /// Where it serves shuffle blocks (`host:port`), for the UI.
+    fn address(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A task waiting for a slot.
@@ -76,6 +80,8 @@ pub struct Dispatcher {
     /// Queued tasks that prefer an executor (skip the scan when none do).
     preferring: usize,
     running: HashMap<TaskId, ExecutorId>,
+    /// Tasks started since the scheduler last asked, when it listens.
+    launched: Option<Vec<(TaskId, ExecutorId)>>,
 }
 
 impl Dispatcher {
@@ -154,6 +160,20 @@ impl Dispatcher {
         (exec, self.dispatch())
     }
 
+    /// Starts (or stops) noting which task starts on which executor.
+    pub fn record_launches(&mut self, on: bool) {
+        self.launched = on.then(Vec::new);
+    }
+
+    /// Tasks started since the last call, with their executors (empty
+    /// unless [`record_launches`](Self::record_launches) is on).
+    pub fn take_launched(&mut self) -> Vec<(TaskId, ExecutorId)> {
+        self.launched
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// Where a running task runs.
     pub fn executor_of(&self, task: TaskId) -> Option<&ExecutorId> {
         self.running.get(&task)
@@ -222,6 +242,9 @@ impl Dispatcher {
             match sent.and_then(|()| slot.endpoint.launch(q.desc.clone())) {
                 Ok(()) => {
                     slot.free -= 1;
+                    if let Some(l) = self.launched.as_mut() {
+                        l.push((task, id.clone()));
+                    }
                     self.running.insert(task, id);
                 }
                 Err(_) => {

@@ -145,7 +145,13 @@ mod tests {
                 address: "127.0.0.1:7077".into()
             }
         );
-        for bad in ["ember://", "ember://host", "ember://:7077", "ember://h:x", "ember://h:0"] {
+        for bad in [
+            "ember://",
+            "ember://host",
+            "ember://:7077",
+            "ember://h:x",
+            "ember://h:0",
+        ] {
             let msg = MasterUrl::parse(bad).unwrap_err().to_string();
             assert!(msg.contains("ember://host:port"), "{msg}");
         }

@@ -2,6 +2,10 @@
 //! the application UI (driver), the master's and workers' pages and the
 //! history server.
 
+pub mod app;
+pub mod app_ui;
+pub mod event_log;
 pub mod history;
 pub mod html;
 pub mod http;
+pub mod status;

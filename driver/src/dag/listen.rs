@@ -1,0 +1,203 @@
+//! The scheduler's events for the UI and the event log: each `note_*`
+//! turns one state transition into an [`EmberEvent`] for the listener, if
+//! there is one. The scheduler keeps its state to itself; listeners get
+//! copies.
+
+use super::{DagScheduler, Job, StageKey, TaskInfo};
+use crate::dispatch::ExecutorEndpoint;
+use crate::ui::status::{now, EmberEvent, SchedulerListener};
+use ember_core::{ExecutorId, Result, StageId, TaskId};
+use ember_rdd::task::TaskResult;
+use std::sync::Arc;
+
+impl DagScheduler {
+    /// Publishes the scheduler's events to `listener` from now on,
+    /// starting with the executors already known.
+    pub fn set_listener(&mut self, listener: Arc<dyn SchedulerListener>) {
+        self.dispatcher.record_launches(true);
+        for ep in self.dispatcher.endpoints() {
+            listener.on_event(&added(ep.as_ref()));
+        }
+        self.listener = Some(listener);
+    }
+
+    fn emit(&self, event: impl FnOnce() -> EmberEvent) {
+        if let Some(l) = &self.listener {
+            l.on_event(&event());
+        }
+    }
+
+    fn stage_name(&self, job: &Job, key: StageKey) -> String {
+        match key {
+            StageKey::Result => {
+                let rdd = job.result_root.parent();
+                format!("result of {} (rdd {})", rdd.name(), rdd.core().id.0)
+            }
+            StageKey::Shuffle(s) => match self.shuffle_stages.get(&s) {
+                Some(st) => {
+                    let rdd = st.dep.parent();
+                    format!("{} (rdd {}) for {s}", rdd.name(), rdd.core().id.0)
+                }
+                None => format!("map stage for {s}"),
+            },
+        }
+    }
+
+    pub(super) fn note_job_start(&self, job: &Job, ancestors: &[StageId]) {
+        self.emit(|| {
+            let mut stage_ids: Vec<u64> = ancestors.iter().map(|s| s.0).collect();
+            stage_ids.push(job.result_stage.0);
+            EmberEvent::JobStart {
+                job_id: job.id.0,
+                stage_ids,
+                name: format!(
+                    "{} partitions of {}",
+                    job.partitions.len(),
+                    self.stage_name(job, StageKey::Result)
+                        .trim_start_matches("result of ")
+                ),
+                time: now(),
+            }
+        });
+    }
+
+    /// A failed job's running stages fail with it.
+    pub(super) fn note_stages_aborted(&self, job: &Job, outcome: &Result<()>) {
+        if let Err(e) = outcome {
+            for (key, st) in &job.running {
+                self.note_stage_completed(
+                    self.stage_id(job, *key),
+                    st.attempt,
+                    Some(format!("job aborted: {e}")),
+                );
+            }
+        }
+    }
+
+    pub(super) fn note_job_end(&mut self, job: &Job, outcome: &Result<()>) {
+        // Launches of the job's last moments are of no interest now.
+        let _ = self.dispatcher.take_launched();
+        self.emit(|| EmberEvent::JobEnd {
+            job_id: job.id.0,
+            succeeded: outcome.is_ok(),
+            error: outcome.as_ref().err().map(ToString::to_string),
+            skipped_stages: job.report.stages_skipped.iter().map(|s| s.0).collect(),
+            time: now(),
+        });
+    }
+
+    pub(super) fn note_stage_submitted(
+        &self,
+        job: &Job,
+        key: StageKey,
+        stage: StageId,
+        attempt: usize,
+        tasks: usize,
+    ) {
+        self.emit(|| EmberEvent::StageSubmitted {
+            stage_id: stage.0,
+            attempt,
+            job_id: job.id.0,
+            name: self.stage_name(job, key),
+            num_tasks: tasks,
+            time: now(),
+        });
+    }
+
+    pub(super) fn note_stage_completed(
+        &self,
+        stage: StageId,
+        attempt: usize,
+        failure: Option<String>,
+    ) {
+        self.emit(|| EmberEvent::StageCompleted {
+            stage_id: stage.0,
+            attempt,
+            failure,
+            time: now(),
+        });
+    }
+
+    /// Tasks the dispatcher started since the last call.
+    pub(super) fn note_launches(&mut self, job: &Job) {
+        if self.listener.is_none() {
+            return;
+        }
+        for (task, executor) in self.dispatcher.take_launched() {
+            let Some(info) = job.tasks.get(&task) else {
+                continue;
+            };
+            self.emit(|| EmberEvent::TaskStart {
+                task_id: task.0,
+                stage_id: self.stage_id(job, info.key).0,
+                stage_attempt: info.stage_attempt,
+                partition: info.partition,
+                executor_id: executor.0.clone(),
+                time: now(),
+            });
+        }
+    }
+
+    pub(super) fn note_task_end(
+        &self,
+        job: &Job,
+        info: &TaskInfo,
+        task: TaskId,
+        executor: Option<&ExecutorId>,
+        result: &TaskResult,
+    ) {
+        self.emit(|| EmberEvent::TaskEnd {
+            task_id: task.0,
+            stage_id: self.stage_id(job, info.key).0,
+            stage_attempt: info.stage_attempt,
+            partition: info.partition,
+            executor_id: executor.map(|e| e.0.clone()).unwrap_or_default(),
+            successful: result.outcome.is_ok(),
+            error: result.outcome.as_ref().err().map(ToString::to_string),
+            metrics: result.metrics.clone(),
+            time: now(),
+        });
+    }
+
+    /// A running task whose executor was lost.
+    pub(super) fn note_task_lost(
+        &self,
+        job: &Job,
+        info: &TaskInfo,
+        task: TaskId,
+        executor: &ExecutorId,
+    ) {
+        self.emit(|| EmberEvent::TaskEnd {
+            task_id: task.0,
+            stage_id: self.stage_id(job, info.key).0,
+            stage_attempt: info.stage_attempt,
+            partition: info.partition,
+            executor_id: executor.0.clone(),
+            successful: false,
+            error: Some(format!("{executor} lost")),
+            metrics: Default::default(),
+            time: now(),
+        });
+    }
+
+    pub(super) fn note_executor_added(&self, endpoint: &dyn ExecutorEndpoint) {
+        self.emit(|| added(endpoint));
+    }
+
+    pub(super) fn note_executor_removed(&self, executor: &ExecutorId, reason: &str) {
+        self.emit(|| EmberEvent::ExecutorRemoved {
+            executor_id: executor.0.clone(),
+            reason: reason.to_string(),
+            time: now(),
+        });
+    }
+}
+
+fn added(endpoint: &dyn ExecutorEndpoint) -> EmberEvent {
+    EmberEvent::ExecutorAdded {
+        executor_id: endpoint.id().0,
+        host_port: endpoint.address(),
+        cores: endpoint.cores(),
+        time: now(),
+    }
+}
