@@ -295,6 +295,11 @@ impl Cluster {
                 env_vars::HEARTBEAT_MS,
                 self.settings.heartbeat.as_millis().to_string(),
             )
+            .env(env_vars::MEMORY, self.settings.memory.to_string())
+            .env(
+                env_vars::STORAGE_FRACTION,
+                self.settings.storage_fraction.to_string(),
+            )
             .stdin(Stdio::null())
             .envs(
                 self.settings

@@ -3,6 +3,9 @@
 
 use crate::node::BoxIter;
 use crate::shuffled::Key;
+use crate::spill::{Growth, SpillingMap};
+use crate::task::throw;
+use ember_core::Data;
 use ember_core::Shipped;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -43,55 +46,77 @@ where
         }
     }
 
-    /// Combines values by key (the map side).
-    pub fn combine_values<K: Key, V, C: 'static>(&self, records: BoxIter<(K, V)>) -> BoxIter<(K, C)>
+    /// Combines values by key (the map side), spilling sorted runs to
+    /// disk when execution memory runs out.
+    pub fn combine_values<K: Key, V: Data, C: Data>(
+        &self,
+        records: BoxIter<(K, V)>,
+    ) -> BoxIter<(K, C)>
     where
         F1: Fn(&E, V) -> C,
         F2: Fn(&E, C, V) -> C,
+        F3: Fn(&E, C, C) -> C,
+        E: Send + Sync + Clone + 'static,
     {
-        let (create, merge) = (self.create.get(), self.merge_value.get());
-        let mut map: StableMap<K, Option<C>> = StableMap::default();
+        let (create, merge, merge_c) = (
+            self.create.get(),
+            self.merge_value.get(),
+            self.merge_combiners.get(),
+        );
+        let mut map = SpillingMap::new(Growth::PerKey);
         for (k, v) in records {
-            match map.get_mut(&k) {
-                Some(slot) => {
-                    let c = slot.take().expect("combiner present between merges");
-                    *slot = Some(merge(&self.env, c, v));
-                }
-                None => {
-                    map.insert(k, Some(create(&self.env, v)));
-                }
-            }
+            map.insert(
+                k,
+                v,
+                |v| create(&self.env, v),
+                |c, v| merge(&self.env, c, v),
+            )
+            .unwrap_or_else(|e| throw(e));
         }
-        Box::new(map.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))))
+        let env = self.env.clone();
+        map.finish(move |a, b| merge_c(&env, a, b))
+            .unwrap_or_else(|e| throw(e))
     }
 
-    /// Merges combiners by key (the reduce side).
-    pub fn merge_combiners<K: Key, C: 'static>(&self, records: BoxIter<(K, C)>) -> BoxIter<(K, C)>
+    /// Merges combiners by key (the reduce side), spilling like
+    /// [`Combiner::combine_values`].
+    pub fn merge_combiners<K: Key, C: Data>(&self, records: BoxIter<(K, C)>) -> BoxIter<(K, C)>
     where
         F3: Fn(&E, C, C) -> C,
+        E: Send + Sync + Clone + 'static,
     {
         let merge = self.merge_combiners.get();
-        let mut map: StableMap<K, Option<C>> = StableMap::default();
+        let mut map = SpillingMap::new(Growth::PerKey);
         for (k, c) in records {
-            match map.get_mut(&k) {
-                Some(slot) => {
-                    let a = slot.take().expect("combiner present between merges");
-                    *slot = Some(merge(&self.env, a, c));
-                }
-                None => {
-                    map.insert(k, Some(c));
-                }
-            }
+            map.insert(k, c, |c| c, |a, c| merge(&self.env, a, c))
+                .unwrap_or_else(|e| throw(e));
         }
-        Box::new(map.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))))
+        let env = self.env.clone();
+        map.finish(move |a, b| merge(&env, a, b))
+            .unwrap_or_else(|e| throw(e))
     }
 }
 
-/// Groups values by key, keeping arrival order within a key.
-pub fn group_values<K: Key, V: 'static>(records: BoxIter<(K, V)>) -> BoxIter<(K, Vec<V>)> {
-    let mut map: StableMap<K, Vec<V>> = StableMap::default();
+/// Groups values by key, keeping arrival order within a key; spills
+/// sorted runs when execution memory runs out. Each key's values are one
+/// vector in the end (the caller asked for a collection).
+pub fn group_values<K: Key, V: Data>(records: BoxIter<(K, V)>) -> BoxIter<(K, Vec<V>)> {
+    let mut map = SpillingMap::new(Growth::PerValue);
     for (k, v) in records {
-        map.entry(k).or_default().push(v);
+        map.insert(
+            k,
+            v,
+            |v| vec![v],
+            |mut vs: Vec<V>, v| {
+                vs.push(v);
+                vs
+            },
+        )
+        .unwrap_or_else(|e| throw(e));
     }
-    Box::new(map.into_iter())
+    map.finish(|mut a: Vec<V>, mut b: Vec<V>| {
+        a.append(&mut b);
+        a
+    })
+    .unwrap_or_else(|e| throw(e))
 }

@@ -21,6 +21,7 @@ pub mod rdd;
 pub mod runner;
 pub mod shuffled;
 pub mod sources;
+pub mod spill;
 pub mod stage;
 pub mod task;
 pub mod transforms;

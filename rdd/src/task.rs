@@ -172,10 +172,13 @@ pub fn run_task(stage: &DecodedStage, desc: &TaskDescription, env: Arc<TaskEnv>)
         stored_blocks: Default::default(),
     };
     accumulator::begin_task();
+    CURRENT_ENV.with(|c| *c.borrow_mut() = Some(tc.env.clone()));
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| stage.root.run(&tc)))
         .unwrap_or_else(|payload| Err(panic_to_error(payload)));
+    CURRENT_ENV.with(|c| c.borrow_mut().take());
     let accum_updates = accumulator::end_task();
     let mut metrics = tc.metrics.take();
+    metrics.add(&SIDE_METRICS.with(|m| m.take()));
     metrics.run_micros = start.elapsed().as_micros() as u64;
     TaskResult {
         outcome,
@@ -183,6 +186,24 @@ pub fn run_task(stage: &DecodedStage, desc: &TaskDescription, env: Arc<TaskEnv>)
         metrics,
         stored_blocks: tc.stored_blocks.take(),
     }
+}
+
+thread_local! {
+    /// The environment of the task running on this thread, for code that
+    /// gets no `TaskContext` (aggregations inside `map_partitions`).
+    static CURRENT_ENV: std::cell::RefCell<Option<Arc<TaskEnv>>> = const { std::cell::RefCell::new(None) };
+    /// Metrics recorded by such code, folded into the task's at its end.
+    static SIDE_METRICS: std::cell::RefCell<TaskMetrics> = std::cell::RefCell::new(TaskMetrics::default());
+}
+
+/// The environment of the task running on this thread, if any.
+pub fn current_env() -> Option<Arc<TaskEnv>> {
+    CURRENT_ENV.with(|c| c.borrow().clone())
+}
+
+/// Records metrics for the task running on this thread.
+pub fn record_side_metrics(f: impl FnOnce(&mut TaskMetrics)) {
+    SIDE_METRICS.with(|m| f(&mut m.borrow_mut()));
 }
 
 /// The message of a panic payload.

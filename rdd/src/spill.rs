@@ -1,0 +1,386 @@
+//! Aggregations that never run out of memory: an in-memory map whose
+//! estimated size is backed by execution memory from the executor's
+//! budget; when the budget says no, the map is sorted by key and spilled
+//! to disk as a run of checksummed lz4 chunks, and at the end all runs
+//! are merge-streamed in key order.
+
+use crate::node::BoxIter;
+use crate::shuffled::Key;
+use crate::task::{current_env, record_side_metrics, throw, TaskEnv};
+use ember_core::codec::{self, compress_block, decompress_block};
+use ember_core::{Data, EmberError, Result};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
+
+/// Records per spill chunk.
+const CHUNK_RECORDS: usize = 8192;
+/// How often (in inserted records) the size estimate is checked.
+const CHECK_EVERY: usize = 1024;
+
+/// Execution memory held by one aggregation, grown by doubling and given
+/// back when dropped.
+pub struct MemoryGrant {
+    env: Option<Arc<TaskEnv>>,
+    granted: u64,
+}
+
+impl MemoryGrant {
+    /// A grant against the running task's executor (none outside tasks:
+    /// then memory is unlimited and nothing spills).
+    pub fn for_current_task() -> Self {
+        MemoryGrant {
+            env: current_env(),
+            granted: 0,
+        }
+    }
+
+    /// Makes sure `needed` bytes are granted; false when the budget cannot
+    /// give them (the caller spills).
+    pub fn ensure(&mut self, needed: u64) -> Result<bool> {
+        let Some(env) = &self.env else {
+            return Ok(true);
+        };
+        if needed <= self.granted {
+            return Ok(true);
+        }
+        let want = (needed - self.granted).max(self.granted).max(1 << 20);
+        self.granted += env.blocks.acquire_execution(want)?;
+        let peak = self.granted;
+        record_side_metrics(|m| m.peak_execution_memory = m.peak_execution_memory.max(peak));
+        Ok(needed <= self.granted)
+    }
+
+    /// Gives everything back (after a spill).
+    pub fn release(&mut self) {
+        if let Some(env) = &self.env {
+            env.blocks.budget().release_execution(self.granted);
+        }
+        self.granted = 0;
+    }
+
+    fn spill_dir(&self) -> Option<PathBuf> {
+        self.env
+            .as_ref()
+            .map(|e| e.shuffle_files.dir().join("spill"))
+    }
+}
+
+impl Drop for MemoryGrant {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Estimates the memory of a growing collection from the encoded size of
+/// sampled records.
+#[derive(Default)]
+pub struct SizeEstimate {
+    sampled: u64,
+    sampled_bytes: u64,
+}
+
+impl SizeEstimate {
+    /// Samples `record` (call on a regular subset of records).
+    pub fn sample<T: serde::Serialize>(&mut self, record: &T) {
+        self.sampled += 1;
+        self.sampled_bytes += codec::encode(record).map(|b| b.len() as u64).unwrap_or(0);
+    }
+
+    /// Estimated bytes of `n` records of type `T` in memory: the larger of
+    /// the inline size and the sampled encoded size, plus map overhead.
+    pub fn bytes<T>(&self, n: usize) -> u64 {
+        let avg = if self.sampled == 0 {
+            0
+        } else {
+            self.sampled_bytes / self.sampled
+        };
+        let per = avg.max(std::mem::size_of::<T>() as u64) * 3 / 2 + 8;
+        per * n as u64
+    }
+}
+
+static NEXT_SPILL: AtomicU64 = AtomicU64::new(0);
+
+/// One sorted run on disk, deleted when dropped.
+pub struct SpillFile {
+    path: PathBuf,
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Writes `records` (already sorted by key) as a run of chunks.
+pub fn write_run<T: Data>(dir: &PathBuf, records: Vec<T>) -> Result<SpillFile> {
+    std::fs::create_dir_all(dir).map_err(|e| EmberError::io(dir, "create spill folder", e))?;
+    let path = dir.join(format!(
+        "spill-{}-{}",
+        std::process::id(),
+        NEXT_SPILL.fetch_add(1, AtomicOrdering::Relaxed)
+    ));
+    let file = SpillFile { path: path.clone() };
+    let f =
+        std::fs::File::create(&path).map_err(|e| EmberError::io(&path, "create spill file", e))?;
+    let mut w = BufWriter::new(f);
+    let mut written = 0u64;
+    for chunk in records.chunks(CHUNK_RECORDS) {
+        let block = compress_block(&codec::encode(chunk)?);
+        w.write_all(&(block.len() as u32).to_le_bytes())
+            .and_then(|()| w.write_all(&block))
+            .map_err(|e| EmberError::io(&path, "write spill file", e))?;
+        written += 4 + block.len() as u64;
+    }
+    w.flush()
+        .map_err(|e| EmberError::io(&path, "write spill file", e))?;
+    record_side_metrics(|m| m.spill_disk_bytes += written);
+    Ok(file)
+}
+
+/// Streams the records of a run back, chunk by chunk.
+struct RunReader<T> {
+    reader: BufReader<std::fs::File>,
+    what: String,
+    buffer: std::vec::IntoIter<T>,
+    _file: SpillFile,
+}
+
+impl<T: Data> RunReader<T> {
+    fn open(file: SpillFile) -> Result<Self> {
+        let f = std::fs::File::open(&file.path)
+            .map_err(|e| EmberError::io(&file.path, "open spill file", e))?;
+        Ok(RunReader {
+            reader: BufReader::new(f),
+            what: file.path.display().to_string(),
+            buffer: Vec::new().into_iter(),
+            _file: file,
+        })
+    }
+
+    fn next_record(&mut self) -> Result<Option<T>> {
+        loop {
+            if let Some(r) = self.buffer.next() {
+                return Ok(Some(r));
+            }
+            let mut len = [0u8; 4];
+            match self.reader.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(EmberError::io(&self.what, "read spill file", e)),
+            }
+            let mut block = vec![0u8; u32::from_le_bytes(len) as usize];
+            self.reader
+                .read_exact(&mut block)
+                .map_err(|e| EmberError::io(&self.what, "read spill file", e))?;
+            let records: Vec<T> =
+                codec::decode(&decompress_block(&block, &self.what)?, &self.what)?;
+            self.buffer = records.into_iter();
+        }
+    }
+}
+
+/// Merges sorted runs into one stream sorted by key (ties in run order).
+pub struct MergedRuns<K, C> {
+    readers: Vec<RunReader<(K, C)>>,
+    heap: BinaryHeap<Head<K, C>>,
+}
+
+struct Head<K, C> {
+    key: K,
+    value: C,
+    run: usize,
+}
+
+impl<K: Ord, C> PartialEq for Head<K, C> {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key && self.run == o.run
+    }
+}
+impl<K: Ord, C> Eq for Head<K, C> {}
+impl<K: Ord, C> PartialOrd for Head<K, C> {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl<K: Ord, C> Ord for Head<K, C> {
+    // BinaryHeap is a max-heap: reverse for smallest key, then first run.
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.key.cmp(&self.key).then(o.run.cmp(&self.run))
+    }
+}
+
+impl<K: Key, C: Data> MergedRuns<K, C> {
+    /// Opens every run.
+    pub fn new(runs: Vec<SpillFile>) -> Result<Self> {
+        let mut readers = runs
+            .into_iter()
+            .map(RunReader::open)
+            .collect::<Result<Vec<_>>>()?;
+        let mut heap = BinaryHeap::new();
+        for (run, r) in readers.iter_mut().enumerate() {
+            if let Some((key, value)) = r.next_record()? {
+                heap.push(Head { key, value, run });
+            }
+        }
+        Ok(MergedRuns { readers, heap })
+    }
+}
+
+impl<K: Key, C: Data> Iterator for MergedRuns<K, C> {
+    type Item = (K, C);
+    fn next(&mut self) -> Option<(K, C)> {
+        let head = self.heap.pop()?;
+        match self.readers[head.run].next_record() {
+            Ok(Some((key, value))) => self.heap.push(Head {
+                key,
+                value,
+                run: head.run,
+            }),
+            Ok(None) => {}
+            Err(e) => throw(e),
+        }
+        Some((head.key, head.value))
+    }
+}
+
+/// A map from keys to combiners that spills sorted runs when execution
+/// memory runs out. `merge` folds a value into a combiner or starts one.
+pub struct SpillingMap<K, C> {
+    /// `None` only for the moment a combiner is being merged.
+    map: crate::aggregate::StableMap<K, Option<C>>,
+    grant: MemoryGrant,
+    estimate: SizeEstimate,
+    inserted: usize,
+    /// Records added since the last check that stay in memory individually
+    /// (group-by keeps every value; combining does not).
+    growth: Growth,
+    runs: Vec<SpillFile>,
+}
+
+/// How a map grows with inserted records.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Growth {
+    /// Its size follows the number of keys (combiners of fixed size).
+    PerKey,
+    /// Its size follows the number of inserted values (grouping).
+    PerValue,
+}
+
+impl<K: Key, C: Data> SpillingMap<K, C> {
+    /// An empty map backed by the running task's execution memory.
+    pub fn new(growth: Growth) -> Self {
+        SpillingMap {
+            map: Default::default(),
+            grant: MemoryGrant::for_current_task(),
+            estimate: SizeEstimate::default(),
+            inserted: 0,
+            growth,
+            runs: Vec::new(),
+        }
+    }
+
+    /// Folds `value` into the combiner of `key` with `merge`, creating it
+    /// with `create` if absent.
+    pub fn insert<V: serde::Serialize>(
+        &mut self,
+        key: K,
+        value: V,
+        create: impl FnOnce(V) -> C,
+        merge: impl FnOnce(C, V) -> C,
+    ) -> Result<()> {
+        self.inserted += 1;
+        let check = self.inserted % CHECK_EVERY == 0;
+        if check && self.growth == Growth::PerValue {
+            // Grouping keeps every value: size follows what comes in.
+            self.estimate.sample(&(&key, &value));
+        }
+        match self.map.get_mut(&key) {
+            Some(slot) => {
+                let c = slot.take().expect("combiner present between merges");
+                *slot = Some(merge(c, value));
+            }
+            None => {
+                let c = create(value);
+                self.map.insert(key, Some(c));
+            }
+        }
+        if check {
+            let n = match self.growth {
+                Growth::PerKey => {
+                    // Combining keeps one combiner per key.
+                    if let Some(entry) = self.map.iter().next() {
+                        self.estimate.sample(&entry);
+                    }
+                    self.map.len()
+                }
+                Growth::PerValue => self.inserted,
+            };
+            let needed = self.estimate.bytes::<(K, C)>(n);
+            if !self.grant.ensure(needed)? {
+                self.spill(needed)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self, estimated: u64) -> Result<()> {
+        let Some(dir) = self.grant.spill_dir() else {
+            return Ok(());
+        };
+        let mut entries: Vec<(K, C)> = self
+            .map
+            .drain()
+            .filter_map(|(k, c)| c.map(|c| (k, c)))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.runs.push(write_run(&dir, entries)?);
+        record_side_metrics(|m| m.spill_memory_bytes += estimated);
+        self.inserted = 0;
+        self.grant.release();
+        Ok(())
+    }
+
+    /// Every key with its combiner; equal keys from different runs are
+    /// combined with `merge` (in key order when anything spilled).
+    pub fn finish(mut self, merge: impl Fn(C, C) -> C + 'static) -> Result<BoxIter<(K, C)>> {
+        if self.runs.is_empty() {
+            let map = std::mem::take(&mut self.map);
+            return Ok(Box::new(
+                map.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))),
+            ));
+        }
+        let estimated = self.estimate.bytes::<(K, C)>(self.map.len());
+        self.spill(estimated)?;
+        let merged = MergedRuns::new(std::mem::take(&mut self.runs))?.peekable();
+        Ok(Box::new(CombineAdjacent {
+            inner: merged,
+            merge,
+        }))
+    }
+}
+
+/// Combines adjacent records with equal keys.
+struct CombineAdjacent<I: Iterator, F> {
+    inner: std::iter::Peekable<I>,
+    merge: F,
+}
+
+impl<K: Eq, C, I: Iterator<Item = (K, C)>, F: Fn(C, C) -> C> Iterator for CombineAdjacent<I, F> {
+    type Item = (K, C);
+    fn next(&mut self) -> Option<(K, C)> {
+        let (key, mut acc) = self.inner.next()?;
+        while let Some((k, _)) = self.inner.peek() {
+            if *k != key {
+                break;
+            }
+            let (_, c) = self.inner.next().expect("peeked");
+            acc = (self.merge)(acc, c);
+        }
+        Some((key, acc))
+    }
+}
