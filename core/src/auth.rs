@@ -131,7 +131,7 @@ impl Secret {
     /// Parses [`Secret::to_hex`]'s output.
     pub fn from_hex(hex: &str) -> Option<Secret> {
         let hex = hex.trim();
-        if hex.is_empty() || hex.len() % 2 != 0 {
+        if hex.is_empty() || !hex.len().is_multiple_of(2) {
             return None;
         }
         let bytes: Option<Vec<u8>> = (0..hex.len())

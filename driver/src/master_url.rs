@@ -73,7 +73,7 @@ impl MasterUrl {
                 .map(|p| p.parse::<usize>())
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|_| bad("local-cluster takes three whole numbers"))?;
-            if n.iter().any(|&x| x == 0) {
+            if n.contains(&0) {
                 return Err(bad("local-cluster numbers must be at least 1"));
             }
             return Ok(MasterUrl::LocalCluster {

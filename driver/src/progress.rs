@@ -36,6 +36,13 @@ impl ProgressBar {
         }
     }
 
+    /// Whether [`update`](Self::update) would draw now. Gathering the
+    /// counts costs a pass over the job's tasks, so callers ask first:
+    /// doing it on every task event made a 10,000-task job quadratic.
+    pub fn due(&self) -> bool {
+        self.enabled && self.last.is_none_or(|t| t.elapsed() >= REDRAW_EVERY)
+    }
+
     /// Redraws if enough time has passed since the last drawing.
     pub fn update(&mut self, stages: &[(StageId, StageProgress)]) {
         if !self.enabled || stages.is_empty() {
@@ -70,11 +77,7 @@ impl ProgressBar {
 
 /// `[Stage 3:==========>        (12 + 2) / 40]`
 pub fn render(id: StageId, p: &StageProgress) -> String {
-    let filled = if p.total == 0 {
-        WIDTH
-    } else {
-        WIDTH * p.done / p.total
-    };
+    let filled = (WIDTH * p.done).checked_div(p.total).unwrap_or(WIDTH);
     let bar: String = (0..WIDTH)
         .map(|i| {
             if i < filled {

@@ -83,6 +83,9 @@ pub fn run_from_env() -> Result<()> {
     result
 }
 
+/// Tasks waiting for a broadcast value from the driver, by id.
+type BroadcastWaiters = HashMap<BroadcastId, Vec<Sender<Result<Vec<u8>>>>>;
+
 /// Heartbeat interval when the driver does not set one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -144,7 +147,7 @@ fn run(
             .map_err(|e| EmberError::Other(format!("start heartbeat thread: {e}")))?;
     }
 
-    let waiting: Arc<Mutex<HashMap<BroadcastId, Vec<Sender<Result<Vec<u8>>>>>>> = Arc::default();
+    let waiting: Arc<Mutex<BroadcastWaiters>> = Arc::default();
     {
         let waiting = waiting.clone();
         let send_msg = send_msg.clone();

@@ -14,6 +14,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A key's values from both sides of a co-group.
+pub type CoGrouped<K, V, W> = (K, (Vec<V>, Vec<W>));
+
+/// A full outer join's pair: either side may be missing.
+pub type OuterPair<K, V, W> = (K, (Option<V>, Option<W>));
+
 /// Which side of a co-group a value came from.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Side<V, W> {
@@ -208,7 +214,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     }
 
     /// For each key, its values here and its values in `other`.
-    pub fn cogroup<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Vec<V>, Vec<W>))> {
+    pub fn cogroup<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<CoGrouped<K, V, W>> {
         let left = self.map_values(|v: V| Side::<V, W>::Left(v));
         let right = other.map_values(|w: W| Side::<V, W>::Right(w));
         let partitions = self.num_partitions().max(other.num_partitions()).max(1);
@@ -270,7 +276,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     pub fn full_outer_join<W: Data>(
         &self,
         other: &Rdd<(K, W)>,
-    ) -> Rdd<(K, (Option<V>, Option<W>))> {
+    ) -> Rdd<OuterPair<K, V, W>> {
         self.cogroup(other)
             .flat_map_values(|(vs, ws): (Vec<V>, Vec<W>)| {
                 let vs: Vec<Option<V>> = if vs.is_empty() {
@@ -303,10 +309,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// The values of `key`.
     pub fn lookup(&self, key: K) -> Result<Vec<V>> {
-        Ok(self
-            .filter_with(key, |k: &K, (x, _): &(K, V)| x == k)
+        self.filter_with(key, |k: &K, (x, _): &(K, V)| x == k)
             .values()
-            .collect()?)
+            .collect()
     }
 }
 

@@ -93,11 +93,7 @@ impl SizeEstimate {
     /// Estimated bytes of `n` records of type `T` in memory: the larger of
     /// the inline size and the sampled encoded size, plus map overhead.
     pub fn bytes<T>(&self, n: usize) -> u64 {
-        let avg = if self.sampled == 0 {
-            0
-        } else {
-            self.sampled_bytes / self.sampled
-        };
+        let avg = self.sampled_bytes.checked_div(self.sampled).unwrap_or(0);
         let per = avg.max(std::mem::size_of::<T>() as u64) * 3 / 2 + 8;
         per * n as u64
     }
@@ -294,7 +290,7 @@ impl<K: Key, C: Data> SpillingMap<K, C> {
         merge: impl FnOnce(C, V) -> C,
     ) -> Result<()> {
         self.inserted += 1;
-        let check = self.inserted % CHECK_EVERY == 0;
+        let check = self.inserted.is_multiple_of(CHECK_EVERY);
         if check && self.growth == Growth::PerValue {
             // Grouping keeps every value: size follows what comes in.
             self.estimate.sample(&(&key, &value));
