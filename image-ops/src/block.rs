@@ -5,7 +5,8 @@
 //! * Denoising a block needs its neighbourhood: [`extract_with_halo`] takes
 //!   the halo from the reflect-padded volume (numpy's `reflect`, the
 //!   filter's own edge rule), so that `nlmeans::nlmeans_with_halo` on every
-//!   block, [`place`]d back, equals the whole-volume result bit for bit.
+//!   block, put back with [`stitch`] (or [`place`]), equals the whole-volume
+//!   result bit for bit.
 //! * The tensor fit needs each voxel's full series: [`extract_values`] cuts
 //!   one volume's block into a flat list, [`SeriesBlock::from_volumes`]
 //!   regroups the lists of all volumes into voxel series, and
@@ -245,6 +246,34 @@ pub fn place<T: Copy>(
         dest[v] = block[[v[0] - sx, v[1] - sy, v[2] - sz]];
     }
     Ok(())
+}
+
+/// Puts a whole grid's blocks back together: each block of `grid` must come
+/// exactly once (in any order), shaped like its region.
+pub fn stitch<T: Copy + Default>(
+    grid: &BlockGrid,
+    blocks: impl IntoIterator<Item = (BlockId, Array3<T>)>,
+) -> Result<Array3<T>> {
+    let [x, y, z] = grid.shape();
+    let mut out = Array3::from_elem((x, y, z).f(), T::default());
+    let mut seen = vec![false; grid.len()];
+    for (id, block) in blocks {
+        let region = grid.region(id)?;
+        if std::mem::replace(&mut seen[id.0], true) {
+            return Err(ImageError::invalid(
+                "stitch",
+                format!("block {} given twice", id.0),
+            ));
+        }
+        place(&mut out, region, block.view())?;
+    }
+    match seen.iter().position(|&s| !s) {
+        Some(missing) => Err(ImageError::invalid(
+            "stitch",
+            format!("block {missing} of {} is missing", grid.len()),
+        )),
+        None => Ok(out),
+    }
 }
 
 /// One volume's values in `region`, as a flat list in [`Region::voxels`]

@@ -2,8 +2,8 @@
 //! by block and put back together give exactly the whole-volume result.
 
 use ember_image::block::{
-    extract, extract_values, extract_with_halo, place, place_values, BlockGrid, BlockId, Region,
-    SeriesBlock,
+    extract, extract_values, extract_with_halo, place, place_values, stitch, BlockGrid, BlockId,
+    Region, SeriesBlock,
 };
 use ember_image::dti::TensorModel;
 use ember_image::gradients::GradientTable;
@@ -74,6 +74,27 @@ fn bad_grids_and_ids_are_errors() {
 }
 
 #[test]
+fn stitch_needs_every_block_exactly_once() {
+    let grid = BlockGrid::new([4, 3, 2], [2, 1, 2]).unwrap();
+    let vol = values((4, 3, 2), 9);
+    let blocks = || {
+        grid.blocks()
+            .map(|(id, r)| (id, extract(vol.view(), r).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stitch(&grid, blocks()).unwrap(), vol);
+    let mut missing = blocks();
+    missing.pop();
+    assert!(stitch(&grid, missing).is_err());
+    let mut twice = blocks();
+    twice.push(twice[0].clone());
+    assert!(stitch(&grid, twice).is_err());
+    let mut foreign = blocks();
+    foreign[0].0 = BlockId(4);
+    assert!(stitch(&grid, foreign).is_err());
+}
+
+#[test]
 fn halo_comes_from_the_numpy_reflect_padding() {
     let vol = values((3, 5, 2), 2);
     let region = Region {
@@ -97,8 +118,8 @@ fn nlmeans_by_blocks(
     sigma: Option<&Array3<f64>>,
     grid: &BlockGrid,
 ) -> Array3<f32> {
-    let mut out = Array3::from_elem(vol.dim().f(), f32::NAN);
-    for (_, region) in grid.blocks() {
+    let mut denoised_blocks = Vec::new();
+    for (id, region) in grid.blocks() {
         let padded = extract_with_halo(vol.view(), region, BLOCK_RADIUS).unwrap();
         let block_mask = extract(mask.view(), region).unwrap();
         let padded_sigma =
@@ -108,9 +129,11 @@ fn nlmeans_by_blocks(
             None => Sigma::Constant(17.0),
         };
         let denoised = nlmeans_with_halo(padded.view(), block_mask.view(), sigma, true).unwrap();
-        place(&mut out, region, denoised.view()).unwrap();
+        denoised_blocks.push((id, denoised));
     }
-    out
+    // Blocks come back from tasks in any order.
+    denoised_blocks.reverse();
+    stitch(grid, denoised_blocks).unwrap()
 }
 
 fn bitwise_equal(a: &Array3<f32>, b: &Array3<f32>) -> bool {
