@@ -143,6 +143,8 @@ struct Job {
     result_root: Arc<dyn StageRoot>,
     result_parents: Vec<ShuffleId>,
     partitions: Vec<usize>,
+    /// Index in `partitions` (and `results`) of each partition.
+    slot_of: HashMap<usize, usize>,
     results: Vec<Option<Vec<u8>>>,
     remaining: usize,
     running: HashMap<StageKey, RunningStage>,
@@ -249,12 +251,20 @@ impl DagScheduler {
         let result_parents = self.register_stages(root.parent());
         let result_stage = self.new_stage_id();
         let n = partitions.len();
+        // The first position of each partition (as a linear search finds).
+        let slot_of = partitions
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, &p)| (p, i))
+            .collect();
         let mut job = Job {
             id,
             result_stage,
             result_root: root,
             result_parents,
             partitions,
+            slot_of,
             results: vec![None; n],
             remaining: n,
             running: HashMap::new(),
@@ -511,7 +521,7 @@ impl DagScheduler {
                 self.tracker.register_map_output(s, info.partition, status)
             }
             (StageKey::Result, TaskOutput::Result(bytes)) => {
-                if let Some(i) = job.partitions.iter().position(|&p| p == info.partition) {
+                if let Some(&i) = job.slot_of.get(&info.partition) {
                     if job.results[i].is_none() {
                         job.results[i] = Some(bytes);
                         job.remaining -= 1;
@@ -649,6 +659,9 @@ impl DagScheduler {
     }
 
     fn draw_progress(&mut self, job: &Job) {
+        if !self.progress.due() {
+            return;
+        }
         let mut stages: Vec<(StageId, StageProgress)> = job
             .running
             .iter()
