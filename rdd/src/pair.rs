@@ -202,13 +202,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         Ok(self.partition_by(partitioner).map_partitions_with_env(
             ascending,
             |asc: &Arc<bool>, _: usize, it: BoxIter<(K, V)>| -> BoxIter<(K, V)> {
-                let mut v: Vec<(K, V)> = it.collect();
-                if **asc {
-                    v.sort_by(|a, b| a.0.cmp(&b.0));
-                } else {
-                    v.sort_by(|a, b| b.0.cmp(&a.0));
-                }
-                Box::new(v.into_iter())
+                crate::spill::sort_records(it, **asc).unwrap_or_else(|e| crate::task::throw(e))
             },
         ))
     }
@@ -273,10 +267,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     }
 
     /// Every key of either side, with the matching values or `None`.
-    pub fn full_outer_join<W: Data>(
-        &self,
-        other: &Rdd<(K, W)>,
-    ) -> Rdd<OuterPair<K, V, W>> {
+    pub fn full_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<OuterPair<K, V, W>> {
         self.cogroup(other)
             .flat_map_values(|(vs, ws): (Vec<V>, Vec<W>)| {
                 let vs: Vec<Option<V>> = if vs.is_empty() {

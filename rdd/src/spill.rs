@@ -184,12 +184,14 @@ impl<T: Data> RunReader<T> {
 pub struct MergedRuns<K, C> {
     readers: Vec<RunReader<(K, C)>>,
     heap: BinaryHeap<Head<K, C>>,
+    descending: bool,
 }
 
 struct Head<K, C> {
     key: K,
     value: C,
     run: usize,
+    descending: bool,
 }
 
 impl<K: Ord, C> PartialEq for Head<K, C> {
@@ -206,13 +208,23 @@ impl<K: Ord, C> PartialOrd for Head<K, C> {
 impl<K: Ord, C> Ord for Head<K, C> {
     // BinaryHeap is a max-heap: reverse for smallest key, then first run.
     fn cmp(&self, o: &Self) -> Ordering {
-        o.key.cmp(&self.key).then(o.run.cmp(&self.run))
+        let by_key = if self.descending {
+            self.key.cmp(&o.key)
+        } else {
+            o.key.cmp(&self.key)
+        };
+        by_key.then(o.run.cmp(&self.run))
     }
 }
 
 impl<K: Key, C: Data> MergedRuns<K, C> {
-    /// Opens every run.
+    /// Opens every run (each sorted ascending by key).
     pub fn new(runs: Vec<SpillFile>) -> Result<Self> {
+        Self::ordered(runs, false)
+    }
+
+    /// Opens every run, each sorted by key in the given direction.
+    pub fn ordered(runs: Vec<SpillFile>, descending: bool) -> Result<Self> {
         let mut readers = runs
             .into_iter()
             .map(RunReader::open)
@@ -220,10 +232,19 @@ impl<K: Key, C: Data> MergedRuns<K, C> {
         let mut heap = BinaryHeap::new();
         for (run, r) in readers.iter_mut().enumerate() {
             if let Some((key, value)) = r.next_record()? {
-                heap.push(Head { key, value, run });
+                heap.push(Head {
+                    key,
+                    value,
+                    run,
+                    descending,
+                });
             }
         }
-        Ok(MergedRuns { readers, heap })
+        Ok(MergedRuns {
+            readers,
+            heap,
+            descending,
+        })
     }
 }
 
@@ -236,6 +257,7 @@ impl<K: Key, C: Data> Iterator for MergedRuns<K, C> {
                 key,
                 value,
                 run: head.run,
+                descending: self.descending,
             }),
             Ok(None) => {}
             Err(e) => throw(e),
@@ -379,4 +401,48 @@ impl<K: Eq, C, I: Iterator<Item = (K, C)>, F: Fn(C, C) -> C> Iterator for Combin
         }
         Some((key, acc))
     }
+}
+
+/// Sorts records by key (stable), spilling sorted runs to disk when
+/// execution memory runs out and merge-streaming them at the end.
+pub fn sort_records<K: Key, V: Data>(
+    records: BoxIter<(K, V)>,
+    ascending: bool,
+) -> Result<BoxIter<(K, V)>> {
+    let sort = |v: &mut Vec<(K, V)>| {
+        if ascending {
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            v.sort_by(|a, b| b.0.cmp(&a.0));
+        }
+    };
+    let mut grant = MemoryGrant::for_current_task();
+    let mut estimate = SizeEstimate::default();
+    let mut buffer: Vec<(K, V)> = Vec::new();
+    let mut runs = Vec::new();
+    for record in records {
+        if buffer.len().is_multiple_of(CHECK_EVERY) {
+            estimate.sample(&record);
+        }
+        buffer.push(record);
+        if buffer.len().is_multiple_of(CHECK_EVERY) {
+            let needed = estimate.bytes::<(K, V)>(buffer.len());
+            if !grant.ensure(needed)? {
+                if let Some(dir) = grant.spill_dir() {
+                    sort(&mut buffer);
+                    runs.push(write_run(&dir, std::mem::take(&mut buffer))?);
+                    record_side_metrics(|m| m.spill_memory_bytes += needed);
+                    grant.release();
+                }
+            }
+        }
+    }
+    sort(&mut buffer);
+    if runs.is_empty() {
+        return Ok(Box::new(buffer.into_iter()));
+    }
+    if let Some(dir) = grant.spill_dir() {
+        runs.push(write_run(&dir, buffer)?);
+    }
+    Ok(Box::new(MergedRuns::ordered(runs, !ascending)?))
 }

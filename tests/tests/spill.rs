@@ -79,3 +79,28 @@ fn one_key_holding_most_values_is_grouped_correctly_while_spilling() {
     let expected: i64 = (0..500_000i64).filter(|x| x % 50 != 0).sum();
     assert_eq!(got, vec![(-1, (490_000, expected))]);
 }
+
+#[test]
+fn sort_by_key_over_budget_spills_and_keeps_total_order() {
+    let ctx = small_memory("local[2]");
+    for ascending in [true, false] {
+        let sorted = ctx
+            .range(0, 1_000_000, 1, 4)
+            .unwrap()
+            .map(|x| ((x * 7919) % 1_000_003, x))
+            .sort_by_key(ascending, 2)
+            .unwrap()
+            .keys()
+            .collect()
+            .unwrap();
+        // Each of the 2 sorting tasks holds more than the ~10 MiB budget.
+        assert_eq!(sorted.len(), 1_000_000);
+        assert!(sorted.windows(2).all(|w| if ascending {
+            w[0] <= w[1]
+        } else {
+            w[0] >= w[1]
+        }));
+        let m = ctx.job_reports().last().unwrap().metrics.clone();
+        assert!(m.spill_disk_bytes > 0, "expected a spill: {m:?}");
+    }
+}
