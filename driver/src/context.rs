@@ -218,16 +218,19 @@ impl Context {
             observers,
             app_id,
         };
-        let listener = inner.observers.begin(
+        // Without a UI or an event log nobody listens: the scheduler then
+        // publishes nothing.
+        if let Some(listener) = inner.observers.begin(
             &inner.app_id,
             inner.conf.get(keys::APP_NAME).unwrap_or("ember"),
             inner.conf.get(keys::MASTER).unwrap_or("local[*]"),
-        )?;
-        inner
-            .scheduler
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_listener(listener);
+        )? {
+            inner
+                .scheduler
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_listener(listener);
+        }
         Ok(Context {
             inner: Arc::new(inner),
         })

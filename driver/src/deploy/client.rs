@@ -75,7 +75,7 @@ impl AppClient {
                 .get("ember.memory.storageFraction")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0.5),
-            user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            user: crate::ui::app::user(),
             ui_url: conf.get(APP_UI_ADDRESS_KEY).map(str::to_string),
         };
         let mut stream = TcpStream::connect(master)

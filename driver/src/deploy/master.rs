@@ -322,13 +322,12 @@ impl Shared {
     }
 
     fn read_app(&self, stream: &mut TcpStream) -> String {
-        loop {
-            match recv_limited::<ToMaster>(stream, "driver message", MAX_CONTROL_FRAME_BYTES) {
-                Ok(Some(ToMaster::UnregisterApplication)) => return "unregistered".into(),
-                Ok(Some(other)) => return format!("unexpected {} from a driver", variant(&other)),
-                Ok(None) => return "driver disconnected".into(),
-                Err(e) => return e.to_string(),
-            }
+        // A driver says nothing after registering but goodbye.
+        match recv_limited::<ToMaster>(stream, "driver message", MAX_CONTROL_FRAME_BYTES) {
+            Ok(Some(ToMaster::UnregisterApplication)) => "unregistered".into(),
+            Ok(Some(other)) => format!("unexpected {} from a driver", variant(&other)),
+            Ok(None) => "driver disconnected".into(),
+            Err(e) => e.to_string(),
         }
     }
 

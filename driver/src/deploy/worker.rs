@@ -85,11 +85,18 @@ impl Worker {
         // Executors run inside their own folders: paths must not be relative.
         opts.work_dir = std::fs::canonicalize(&opts.work_dir)
             .map_err(|e| EmberError::io(&opts.work_dir, "resolve work dir", e))?;
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Ordering::SeqCst);
         let id = format!(
-            "worker-{}-{}-{}",
+            "worker-{}-{}-{}{}",
             html::date(now_ms()).replace(['-', ' ', ':'], ""),
             opts.host,
-            std::process::id()
+            std::process::id(),
+            if n == 0 {
+                String::new()
+            } else {
+                format!("-{n}")
+            }
         );
         let shared = Arc::new(Shared {
             opts: opts.clone(),
@@ -351,11 +358,8 @@ impl Shared {
             .env(env_vars::HEARTBEAT_MS, l.heartbeat_ms.to_string())
             .env(env_vars::HOST, &self.opts.host)
             .env(env_vars::WORKER_PID, std::process::id().to_string())
-            .env(EXECUTOR_MEMORY_ENV, (l.memory_mib << 20).to_string())
-            .env(
-                EXECUTOR_STORAGE_FRACTION_ENV,
-                l.storage_fraction.to_string(),
-            )
+            .env(env_vars::MEMORY, (l.memory_mib << 20).to_string())
+            .env(env_vars::STORAGE_FRACTION, l.storage_fraction.to_string())
             .stdin(Stdio::null())
             .stdout(log("stdout")?)
             .stderr(log("stderr")?);
@@ -559,11 +563,6 @@ impl Shared {
         }
     }
 }
-
-/// Executor memory in bytes, for the executor's memory budget.
-const EXECUTOR_MEMORY_ENV: &str = "EMBER__EXECUTOR_MEMORY";
-/// Share of executor memory protected for caching.
-const EXECUTOR_STORAGE_FRACTION_ENV: &str = "EMBER__EXECUTOR_STORAGE_FRACTION";
 
 struct Launch {
     app: String,

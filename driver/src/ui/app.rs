@@ -94,13 +94,17 @@ impl AppObservers {
     }
 
     /// Opens the event log (if enabled) and announces the application;
-    /// returns the listener the scheduler publishes to.
+    /// returns the listener the scheduler publishes to, if anyone listens
+    /// (a UI or an event log).
     pub fn begin(
         &self,
         app_id: &str,
         app_name: &str,
         master: &str,
-    ) -> Result<Arc<dyn SchedulerListener>> {
+    ) -> Result<Option<Arc<dyn SchedulerListener>>> {
+        if self.server.is_none() && self.log_dir.is_none() {
+            return Ok(None);
+        }
         if let Some(dir) = &self.log_dir {
             let w = Arc::new(EventLogWriter::create(dir, app_id)?);
             self.bus
@@ -114,10 +118,10 @@ impl AppObservers {
             app_id: app_id.to_string(),
             app_name: app_name.to_string(),
             master: master.to_string(),
-            user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            user: user(),
             time: now(),
         });
-        Ok(bus)
+        Ok(Some(bus))
     }
 
     /// Announces the end, finishes the event log and stops the UI; once.
@@ -136,4 +140,16 @@ impl AppObservers {
             s.stop();
         }
     }
+}
+
+/// The user running this process: `$USER`, `$LOGNAME`, else `uid N`.
+pub fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self")
+                .map(|m| format!("uid {}", m.uid()))
+                .unwrap_or_else(|_| "unknown".into())
+        })
 }

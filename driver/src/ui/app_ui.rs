@@ -569,13 +569,21 @@ pub fn api(st: &AppStatus, rest: &[&str], req: &Request, env: &Environment) -> R
             Some(j) => Response::json(&job_json(st, j)),
             None => Response::not_found(&req.path),
         },
-        ["stages"] => Response::json(
-            &st.stages
+        ["stages"] => {
+            let wanted = req.param("status").map(str::to_ascii_uppercase);
+            let stages: Vec<Value> = st
+                .stages
                 .values()
                 .rev()
+                .filter(|s| {
+                    wanted
+                        .as_deref()
+                        .is_none_or(|w| w == stage_status_word(s.status))
+                })
                 .map(|s| stage_json(s, false))
-                .collect::<Vec<_>>(),
-        ),
+                .collect();
+            Response::json(&stages)
+        }
         ["stages", id] => {
             let Ok(id) = id.parse::<u64>() else {
                 return Response::not_found(&req.path);

@@ -70,7 +70,7 @@ impl History {
                 Err(e) => tracing::warn!(%e, "skipping an unreadable event log"),
             }
         }
-        apps.sort_by(|a, b| b.app.start.cmp(&a.app.start));
+        apps.sort_by_key(|a| std::cmp::Reverse(a.app.start));
         apps
     }
 

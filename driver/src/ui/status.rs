@@ -259,6 +259,9 @@ pub struct TaskData {
 
 /// Tasks kept per stage attempt for the stage page.
 pub const MAX_TASKS_KEPT: usize = 2000;
+/// Finished jobs and stage attempts kept (Spark's `retainedJobs`,
+/// `retainedStages`); older ones are dropped, oldest first.
+pub const MAX_RETAINED: usize = 1000;
 
 /// One stage attempt.
 #[derive(Clone, Debug, Serialize)]
@@ -551,6 +554,35 @@ impl AppStatus {
         }
         if let Some(t) = event_time(e) {
             self.app.last_updated = self.app.last_updated.max(t);
+        }
+        if matches!(e, EmberEvent::JobEnd { .. }) {
+            self.retain();
+        }
+    }
+
+    /// Drops the oldest finished jobs and stages beyond [`MAX_RETAINED`].
+    fn retain(&mut self) {
+        while self.jobs.len() > MAX_RETAINED {
+            let Some(id) = self
+                .jobs
+                .values()
+                .find(|j| j.status != Status::Running)
+                .map(|j| j.id)
+            else {
+                break;
+            };
+            self.jobs.remove(&id);
+        }
+        while self.stages.len() > MAX_RETAINED {
+            let Some(key) = self
+                .stages
+                .iter()
+                .find(|(_, s)| s.status != Status::Running)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            self.stages.remove(&key);
         }
     }
 

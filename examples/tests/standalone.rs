@@ -1,0 +1,390 @@
+//! The example programs submitted with `ember submit` to a standalone
+//! cluster (a master and two workers, separate `ember` processes on
+//! loopback) give byte-identical outputs to local mode, also when a worker
+//! is killed with SIGKILL in the middle of a job.
+//!
+//! `ember` is the binary of the `ember-driver` package, built beside the
+//! examples by `cargo test --workspace` (the driver's own integration
+//! tests need it); run `cargo build -p ember-driver --bin ember` first
+//! when testing this package alone.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn ember() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_wordcount")).with_file_name("ember");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it with `cargo build -p ember-driver --bin ember` (same profile)",
+        p.display()
+    );
+    p
+}
+
+/// An `ember` daemon, killed when dropped.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    fn spawn(args: &[&str]) -> Daemon {
+        let mut child = Command::new(ember())
+            .args(args)
+            .env("EMBER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ember");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn wait_for(&mut self, marker: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(marker)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(marker) {
+                        return l;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("ember never printed {marker:?}; printed {:?}", self.seen);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn word_after(line: &str, prefix: &str) -> String {
+    let i = line.find(prefix).expect(prefix) + prefix.len();
+    line[i..].split_whitespace().next().unwrap().to_string()
+}
+
+/// A master and two workers of `cores` cores each.
+struct Cluster {
+    url: String,
+    ui: String,
+    workers: Vec<(String, Daemon)>,
+    _master: Daemon,
+}
+
+impl Cluster {
+    fn start(dir: &Path, cores: usize) -> Cluster {
+        let mut master = Daemon::spawn(&["master", "--port", "0", "--webui-port", "0"]);
+        let url = word_after(&master.wait_for("listening on"), "listening on ");
+        let ui = word_after(&master.wait_for("web UI at"), "web UI at ");
+        let cores = cores.to_string();
+        let workers = (0..2)
+            .map(|i| {
+                let work = dir.join(format!("worker-{i}"));
+                let mut w = Daemon::spawn(&[
+                    "worker",
+                    &url,
+                    "--cores",
+                    &cores,
+                    "--memory",
+                    "2g",
+                    "--webui-port",
+                    "0",
+                    "--work-dir",
+                    work.to_str().unwrap(),
+                ]);
+                let id = word_after(&w.wait_for("offers"), "ember worker: ");
+                w.wait_for("registered with");
+                (id, w)
+            })
+            .collect();
+        Cluster {
+            url,
+            ui,
+            workers,
+            _master: master,
+        }
+    }
+
+    fn json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&get(&self.ui, path)).unwrap()
+    }
+}
+
+fn get(base: &str, path: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let (status, body) = ember_driver::ui::http::get(addr, path).unwrap();
+    assert_eq!(status, 200, "GET {base}{path}: {body}");
+    body
+}
+
+fn check(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A text of a few thousand lines over a small vocabulary.
+fn write_text(path: &Path) {
+    let words = [
+        "brain",
+        "voxel",
+        "tensor",
+        "mask",
+        "noise",
+        "signal",
+        "image",
+        "the",
+        "of",
+        "and",
+        "diffusion",
+        "gradient",
+        "shell",
+        "fit",
+        "ember",
+        "spark",
+        "shuffle",
+        "stage",
+    ];
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut text = String::new();
+    for line in 0..6000 {
+        for _ in 0..(line % 13) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            text.push_str(words[(s % words.len() as u64) as usize]);
+            text.push(if s % 5 == 0 { ',' } else { ' ' });
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn phantom(dir: &Path) -> PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_neuro"))
+        .args([
+            "phantom", "--shape", "24", "28", "24", "--b0", "2", "--dirs", "6",
+        ])
+        .args(["--shells", "1000,2000", "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    check(out, "neuro phantom");
+    dir.join("subject-000")
+}
+
+fn neuro_local(subject: &Path, out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_neuro"))
+        .args(["run", "--master", "local[2]", "--out"])
+        .arg(out)
+        .arg(subject)
+        .output()
+        .unwrap();
+    check(o, "neuro run in local[2]");
+}
+
+fn assert_same_outputs(local: &Path, cluster: &Path) {
+    for f in ["mask.nii.gz", "fa.nii.gz", "md.nii.gz", "fa.png"] {
+        let a = std::fs::read(local.join("subject-000").join(f)).unwrap();
+        let b = std::fs::read(cluster.join("subject-000").join(f)).unwrap();
+        assert!(a == b, "{f} differs between local mode and the cluster");
+    }
+}
+
+#[test]
+fn wordcount_submitted_to_a_standalone_cluster_matches_local_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 1);
+    let text = dir.path().join("book.txt");
+    write_text(&text);
+    let local = check(
+        Command::new(env!("CARGO_BIN_EXE_wordcount"))
+            .args(["--master", "local[2]"])
+            .arg(&text)
+            .output()
+            .unwrap(),
+        "wordcount in local[2]",
+    );
+    let submitted = check(
+        Command::new(ember())
+            .args([
+                "submit",
+                "--master",
+                &cluster.url,
+                "--executor-memory",
+                "512m",
+            ])
+            .arg(env!("CARGO_BIN_EXE_wordcount"))
+            .arg(&text)
+            .output()
+            .unwrap(),
+        "ember submit wordcount",
+    );
+    assert!(!local.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&submitted.stdout),
+        String::from_utf8_lossy(&local.stdout)
+    );
+    // The master saw the application come and go on both workers.
+    let master = cluster.json("/json");
+    let app = &master["completedapps"][0];
+    assert_eq!(app["name"], "wordcount", "{master}");
+    let workers: std::collections::BTreeSet<&str> = app["executors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["worker"].as_str().unwrap())
+        .collect();
+    assert_eq!(workers.len(), 2, "executors on both workers: {app}");
+}
+
+#[test]
+fn neuro_submitted_to_a_standalone_cluster_matches_local_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 1);
+    let subject = phantom(&dir.path().join("phantom"));
+    let local = dir.path().join("local");
+    neuro_local(&subject, &local);
+    let out = dir.path().join("cluster");
+    check(
+        Command::new(ember())
+            .args(["submit", "--master", &cluster.url])
+            .arg(env!("CARGO_BIN_EXE_neuro"))
+            .args(["run", "--out"])
+            .arg(&out)
+            .arg(&subject)
+            .output()
+            .unwrap(),
+        "ember submit neuro",
+    );
+    assert_same_outputs(&local, &out);
+}
+
+#[test]
+fn killing_a_worker_in_the_middle_of_a_job_still_gives_local_mode_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 2);
+    let subject = phantom(&dir.path().join("phantom"));
+    let local = dir.path().join("local");
+    neuro_local(&subject, &local);
+    let out = dir.path().join("cluster");
+    let events = dir.path().join("events");
+    // One 1-core executor per worker: the survivor has room for a
+    // relaunched one.
+    let mut submit = Command::new(ember())
+        .args(["submit", "--master", &cluster.url])
+        .args(["--executor-cores", "1", "--total-executor-cores", "2"])
+        .args(["--conf", "ember.eventLog.enabled=true"])
+        .arg("--conf")
+        .arg(format!("ember.eventLog.dir={}", events.display()))
+        .args(["--conf", "ember.ui.port=0"])
+        .arg(env!("CARGO_BIN_EXE_neuro"))
+        .args(["run", "--out"])
+        .arg(&out)
+        .arg(&subject)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Wait for a stage with running tasks on both executors, then kill
+    // the worker of executor 0.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim = loop {
+        assert!(Instant::now() < deadline, "no job ever ran");
+        assert!(
+            submit.try_wait().unwrap().is_none(),
+            "the application ended before a worker could be killed"
+        );
+        let master = cluster.json("/json");
+        let app = &master["activeapps"][0];
+        if let (Some(id), Some(ui)) = (app["id"].as_str(), app["driver_ui"].as_str()) {
+            let addr = ui.trim_start_matches("http://");
+            let path = format!("/api/v1/applications/{id}/stages?status=active");
+            if let Ok((200, body)) = ember_driver::ui::http::get(addr, &path) {
+                let stages: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let busy = stages.as_array().is_some_and(|s| {
+                    s.iter()
+                        .any(|s| s["status"] == "ACTIVE" && s["numActiveTasks"].as_u64() >= Some(2))
+                });
+                if busy {
+                    let exec0 = app["executors"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|e| e["id"] == "0" && e["state"] == "RUNNING")
+                        .expect("executor 0 runs");
+                    break exec0["worker"].as_str().unwrap().to_string();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let i = cluster
+        .workers
+        .iter()
+        .position(|(id, _)| *id == victim)
+        .expect("the victim is one of ours");
+    let (_, mut worker) = cluster.workers.remove(i);
+    worker.child.kill().unwrap(); // SIGKILL
+    let _ = worker.child.wait();
+
+    let status = submit.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(submit.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        status.success(),
+        "neuro failed after a worker was killed:\n{err}"
+    );
+    assert_same_outputs(&local, &out);
+
+    // The driver saw an executor go, and the master relaunched one on the
+    // surviving worker.
+    let log = std::fs::read_dir(&events)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.to_string_lossy().ends_with(".inprogress"))
+        .expect("a finished event log");
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("\"ExecutorRemoved\""), "no executor was lost");
+    let master = cluster.json("/json");
+    assert_eq!(master["aliveworkers"], 1, "{master}");
+    let app = &master["completedapps"][0];
+    let survivor = &cluster.workers[0].0;
+    assert!(
+        app["executors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == "2" && e["worker"].as_str() == Some(survivor.as_str())),
+        "no executor was relaunched on the surviving worker: {app}"
+    );
+}
