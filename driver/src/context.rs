@@ -416,6 +416,11 @@ impl JobRunner for ContextInner {
     }
 
     fn unpersist(&self, rdd: RddId) {
+        self.observers
+            .emit(&crate::ui::status::EmberEvent::UnpersistRdd {
+                rdd_id: rdd.0,
+                time: crate::ui::status::now(),
+            });
         let mut sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
         sched.forget_cached(rdd);
         for ep in sched.dispatcher().endpoints() {

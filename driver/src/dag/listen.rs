@@ -8,6 +8,7 @@ use crate::dispatch::ExecutorEndpoint;
 use crate::ui::status::{now, EmberEvent, SchedulerListener};
 use ember_core::{ExecutorId, Result, StageId, TaskId};
 use ember_rdd::task::TaskResult;
+use ember_storage::BlockId;
 use std::sync::Arc;
 
 impl DagScheduler {
@@ -155,6 +156,14 @@ impl DagScheduler {
             successful: result.outcome.is_ok(),
             error: result.outcome.as_ref().err().map(ToString::to_string),
             metrics: result.metrics.clone(),
+            cached: result
+                .stored_blocks
+                .iter()
+                .map(|b| {
+                    let BlockId::Rdd { rdd, partition } = b;
+                    (rdd.0, *partition)
+                })
+                .collect(),
             time: now(),
         });
     }
@@ -176,6 +185,7 @@ impl DagScheduler {
             successful: false,
             error: Some(format!("{executor} lost")),
             metrics: Default::default(),
+            cached: Vec::new(),
             time: now(),
         });
     }

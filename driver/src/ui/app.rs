@@ -26,6 +26,8 @@ pub struct AppObservers {
     bus: Mutex<ListenerBus>,
     log_dir: Option<PathBuf>,
     ended: AtomicBool,
+    /// The listeners, once the application began.
+    live: Mutex<Option<Arc<ListenerBus>>>,
 }
 
 static NEXT_LOCAL_APP: AtomicU64 = AtomicU64::new(0);
@@ -80,6 +82,7 @@ impl AppObservers {
             bus: Mutex::new(bus),
             log_dir,
             ended: AtomicBool::new(false),
+            live: Mutex::new(None),
         })
     }
 
@@ -121,7 +124,16 @@ impl AppObservers {
             user: user(),
             time: now(),
         });
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(bus.clone());
         Ok(Some(bus))
+    }
+
+    /// Publishes an event of the driver program (not the scheduler), such
+    /// as an unpersist, if anyone listens.
+    pub fn emit(&self, event: &EmberEvent) {
+        if let Some(bus) = self.live.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            bus.on_event(event);
+        }
     }
 
     /// Announces the end, finishes the event log and stops the UI; once.

@@ -54,15 +54,34 @@ pub fn html_page(
     env: &Environment,
 ) -> Response {
     match rest {
-        [] | ["jobs"] => render(&format!("{} - Jobs", st.app.name), base, &jobs_page(st, base)),
-        ["jobs", "job"] => match req.param("id").and_then(|i| i.parse::<u64>().ok()).and_then(|i| st.jobs.get(&i)) {
-            Some(j) => render(&format!("Details for Job {}", j.id), base, &job_page(st, base, j)),
+        [] | ["jobs"] => render(
+            &format!("{} - Jobs", st.app.name),
+            base,
+            &jobs_page(st, base),
+        ),
+        ["jobs", "job"] => match req
+            .param("id")
+            .and_then(|i| i.parse::<u64>().ok())
+            .and_then(|i| st.jobs.get(&i))
+        {
+            Some(j) => render(
+                &format!("Details for Job {}", j.id),
+                base,
+                &job_page(st, base, j),
+            ),
             None => Response::not_found(&req.path),
         },
-        ["stages"] => render(&format!("{} - Stages", st.app.name), base, &stages_page(st, base)),
+        ["stages"] => render(
+            &format!("{} - Stages", st.app.name),
+            base,
+            &stages_page(st, base),
+        ),
         ["stages", "stage"] => {
             let id = req.param("id").and_then(|i| i.parse::<u64>().ok());
-            let attempt = req.param("attempt").and_then(|i| i.parse::<usize>().ok()).unwrap_or(0);
+            let attempt = req
+                .param("attempt")
+                .and_then(|i| i.parse::<usize>().ok())
+                .unwrap_or(0);
             match id.and_then(|i| st.stages.get(&(i, attempt))) {
                 Some(s) => render(
                     &format!("Details for Stage {} (Attempt {})", s.id, s.attempt),
@@ -72,12 +91,15 @@ pub fn html_page(
                 None => Response::not_found(&req.path),
             }
         }
-        ["executors"] => render(&format!("{} - Executors", st.app.name), base, &executors_page(st)),
+        ["executors"] => render(
+            &format!("{} - Executors", st.app.name),
+            base,
+            &executors_page(st),
+        ),
         ["storage"] => render(
             &format!("{} - Storage", st.app.name),
             base,
-            "<h2>RDDs</h2><p class=\"muted\">Cached partitions are listed by the block manager of each executor; \
-             the driver does not track them yet. The JSON API returns an empty list.</p>",
+            &storage_page(st),
         ),
         ["environment"] => {
             let rows: Vec<Vec<String>> = env.iter().map(|(k, v)| vec![esc(k), esc(v)]).collect();
@@ -429,6 +451,52 @@ fn executors_page(st: &AppStatus) -> String {
     )
 }
 
+fn storage_page(st: &AppStatus) -> String {
+    let rows: Vec<Vec<String>> = st
+        .rdds
+        .iter()
+        .map(|(rdd, parts)| {
+            let mut on: Vec<&str> = parts.values().map(String::as_str).collect();
+            on.sort_unstable();
+            on.dedup();
+            vec![
+                format!("rdd {rdd}"),
+                parts.len().to_string(),
+                esc(&on.join(", ")),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2 id=\"rdds\">RDDs ({})</h2>{}",
+        rows.len(),
+        table(
+            "rdd-table",
+            &["RDD", "Cached Partitions", "Executors"],
+            &rows
+        )
+    )
+}
+
+fn storage_json(st: &AppStatus) -> Value {
+    Value::Array(
+        st.rdds
+            .iter()
+            .map(|(rdd, parts)| {
+                let mut on: Vec<&str> = parts.values().map(String::as_str).collect();
+                on.sort_unstable();
+                on.dedup();
+                json!({
+                    "id": rdd,
+                    "name": format!("rdd {rdd}"),
+                    "numCachedPartitions": parts.len(),
+                    "executors": on,
+                    "partitions": parts.iter().map(|(p, e)| json!({"partition": p, "executor": e})).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
 /// The application in `/api/v1/applications` form.
 pub fn app_json(st: &AppStatus) -> Value {
     let end = st.app.end;
@@ -608,7 +676,7 @@ pub fn api(st: &AppStatus, rest: &[&str], req: &Request, env: &Environment) -> R
         },
         ["executors"] => Response::json(&executors_json(st, false)),
         ["allexecutors"] => Response::json(&executors_json(st, true)),
-        ["storage", "rdd"] => Response::json(&Vec::<Value>::new()),
+        ["storage", "rdd"] => Response::json(&storage_json(st)),
         ["environment"] => Response::json(&json!({
             "sparkProperties": env.iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect::<Vec<_>>(),
         })),

@@ -139,6 +139,16 @@ pub enum EmberEvent {
         /// What it measured.
         #[serde(default)]
         metrics: TaskMetrics,
+        /// Partitions it cached on its executor: (rdd, partition).
+        #[serde(default)]
+        cached: Vec<(u64, usize)>,
+        /// When.
+        time: u64,
+    },
+    /// The program unpersisted an RDD.
+    UnpersistRdd {
+        /// The RDD.
+        rdd_id: u64,
         /// When.
         time: u64,
     },
@@ -334,6 +344,8 @@ pub struct AppStatus {
     pub stages: BTreeMap<(u64, usize), StageData>,
     /// Executors by id.
     pub executors: BTreeMap<String, ExecutorData>,
+    /// Cached partitions: rdd to partition to the executor holding it.
+    pub rdds: BTreeMap<u64, BTreeMap<usize, String>>,
     /// Running tasks: task id to (stage, attempt).
     #[serde(skip)]
     running: BTreeMap<u64, (u64, usize)>,
@@ -361,6 +373,9 @@ impl AppStatus {
                 };
             }
             EmberEvent::ApplicationEnd { time } => self.app.end = Some(*time),
+            EmberEvent::UnpersistRdd { rdd_id, .. } => {
+                self.rdds.remove(rdd_id);
+            }
             EmberEvent::ExecutorAdded {
                 executor_id,
                 host_port,
@@ -393,6 +408,10 @@ impl AppStatus {
                     x.removed_reason.get_or_insert_with(|| reason.clone());
                     x.active = 0;
                 }
+                for parts in self.rdds.values_mut() {
+                    parts.retain(|_, e| e != executor_id);
+                }
+                self.rdds.retain(|_, parts| !parts.is_empty());
             }
             EmberEvent::JobStart {
                 job_id,
@@ -516,9 +535,18 @@ impl AppStatus {
                 successful,
                 error,
                 metrics,
+                cached,
                 time,
                 ..
             } => {
+                if *successful {
+                    for (rdd, part) in cached {
+                        self.rdds
+                            .entry(*rdd)
+                            .or_default()
+                            .insert(*part, executor_id.clone());
+                    }
+                }
                 let was_running = self.running.remove(task_id).is_some();
                 let run_ms = metrics.run_micros / 1000;
                 if let Some(s) = self.stages.get_mut(&(*stage_id, *stage_attempt)) {
@@ -620,7 +648,8 @@ fn event_time(e: &EmberEvent) -> Option<u64> {
         | EmberEvent::StageSubmitted { time, .. }
         | EmberEvent::StageCompleted { time, .. }
         | EmberEvent::TaskStart { time, .. }
-        | EmberEvent::TaskEnd { time, .. } => *time,
+        | EmberEvent::TaskEnd { time, .. }
+        | EmberEvent::UnpersistRdd { time, .. } => *time,
     })
 }
 
@@ -716,15 +745,44 @@ mod tests {
                 successful: true,
                 error: None,
                 metrics: TaskMetrics::default(),
+                cached: vec![(3, 0)],
                 time: 9,
             },
         ]);
+        assert_eq!(s.rdds[&3][&0], "0");
         let st = &s.stages[&(0, 0)];
         assert_eq!((st.active, st.complete, st.failed), (1, 1, 0));
         assert_eq!(st.tasks[&0].duration, Some(5));
         let x = &s.executors["0"];
         assert_eq!((x.active, x.completed), (1, 1));
         assert_eq!(s.jobs[&0].status, Status::Running);
+    }
+
+    #[test]
+    fn cached_partitions_go_with_their_executor_or_an_unpersist() {
+        let end = |task: u64, exec: &str, rdd: u64| EmberEvent::TaskEnd {
+            task_id: task,
+            stage_id: 0,
+            stage_attempt: 0,
+            partition: task as usize,
+            executor_id: exec.into(),
+            successful: true,
+            error: None,
+            metrics: TaskMetrics::default(),
+            cached: vec![(rdd, task as usize)],
+            time: 1,
+        };
+        let mut s = run(&[end(0, "a", 1), end(1, "b", 1), end(2, "b", 2)]);
+        assert_eq!(s.rdds[&1].len(), 2);
+        s.apply(&EmberEvent::ExecutorRemoved {
+            executor_id: "b".into(),
+            reason: "lost".into(),
+            time: 2,
+        });
+        assert_eq!(s.rdds[&1].len(), 1);
+        assert!(!s.rdds.contains_key(&2));
+        s.apply(&EmberEvent::UnpersistRdd { rdd_id: 1, time: 3 });
+        assert!(s.rdds.is_empty());
     }
 
     #[test]
