@@ -233,6 +233,7 @@ fn wordcount_submitted_to_a_standalone_cluster_matches_local_mode() {
             .unwrap(),
         "wordcount in local[2]",
     );
+    let events = dir.path().join("events");
     let submitted = check(
         Command::new(ember())
             .args([
@@ -242,6 +243,8 @@ fn wordcount_submitted_to_a_standalone_cluster_matches_local_mode() {
                 "--executor-memory",
                 "512m",
             ])
+            .args(["--conf", "ember.eventLog.enabled=true", "--conf"])
+            .arg(format!("ember.eventLog.dir={}", events.display()))
             .arg(env!("CARGO_BIN_EXE_wordcount"))
             .arg(&text)
             .output()
@@ -264,6 +267,24 @@ fn wordcount_submitted_to_a_standalone_cluster_matches_local_mode() {
         .map(|e| e["worker"].as_str().unwrap())
         .collect();
     assert_eq!(workers.len(), 2, "executors on both workers: {app}");
+
+    // `ember history` serves the finished application from its event log.
+    let app_id = app["id"].as_str().unwrap();
+    assert!(events.join(app_id).is_file(), "no finished log {app_id}");
+    let mut history = Daemon::spawn(&["history", "--dir", events.to_str().unwrap(), "--port", "0"]);
+    let url = word_after(&history.wait_for("serving"), " at ");
+    let apps: serde_json::Value = serde_json::from_str(&get(&url, "/api/v1/applications")).unwrap();
+    assert_eq!(apps[0]["id"], app_id, "{apps}");
+    assert_eq!(apps[0]["attempts"][0]["completed"], true, "{apps}");
+    let jobs: serde_json::Value =
+        serde_json::from_str(&get(&url, &format!("/api/v1/applications/{app_id}/jobs"))).unwrap();
+    let jobs = jobs.as_array().unwrap();
+    assert!(
+        !jobs.is_empty() && jobs.iter().all(|j| j["status"] == "SUCCEEDED"),
+        "{jobs:?}"
+    );
+    let page = get(&url, &format!("/history/{app_id}/jobs/"));
+    assert!(page.contains("Completed Jobs"), "{page}");
 }
 
 #[test]
