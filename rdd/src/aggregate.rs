@@ -3,14 +3,14 @@
 
 use crate::node::BoxIter;
 use crate::shuffled::Key;
-use crate::spill::{Growth, SpillingMap};
+use crate::spill::{Growth, MemoryGrant, SizeEstimate, SpillingMap};
 use crate::task::throw;
 use ember_core::Data;
 use ember_core::Shipped;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// A hash map whose iteration order depends only on its insertions, so
 /// every mode and run yields records in the same order.
@@ -174,23 +174,94 @@ where
     }
 }
 
+/// Parts a grouping scatters its records into, by the top bits of the
+/// key's hash (2^6 = 64).
+const GROUP_PART_BITS: u32 = 6;
+
+/// Records scattered between checks of the memory the parts hold.
+const GROUP_CHECK_EVERY: usize = 4096;
+
 /// Groups values by key, keeping arrival order within a key; spills
 /// sorted runs when execution memory runs out. Each key's values are one
 /// vector in the end (the caller asked for a collection).
+///
+/// Records are first scattered into 64 parts by their key's hash, in
+/// arrival order, and each part is grouped on its own when the output
+/// reaches it: a part's table is a 64th of the whole and stays in cache,
+/// where one table for every key missed the cache on nearly every record
+/// (grouping 10 M pairs of 500 k keys took 3x less CPU). The parts are
+/// execution memory like any aggregation buffer: when the budget cannot
+/// hold them, they are poured into one spilling map per part and
+/// scattering starts again.
 pub fn group_values<K: Key, V: Data>(records: BoxIter<(K, V)>) -> BoxIter<(K, Vec<V>)> {
-    let mut map = SpillingMap::new(Growth::PerValue);
+    let hasher = BuildHasherDefault::<FoldHasher>::default();
+    let parts = 1usize << GROUP_PART_BITS;
+    let mut scattered: Vec<Vec<(K, V)>> = (0..parts).map(|_| Vec::new()).collect();
+    let mut held = 0usize;
+    let mut grant = MemoryGrant::for_current_task();
+    let mut estimate = SizeEstimate::default();
+    // Filled only when the scattered records had to leave memory.
+    let mut maps: Vec<SpillingMap<K, Vec<V>>> = Vec::new();
     for (k, v) in records {
-        map.insert(
-            k,
-            v,
-            |v| vec![v],
-            |mut vs: Vec<V>, v| {
-                vs.push(v);
-                vs
-            },
-        )
-        .unwrap_or_else(|e| throw(e));
+        held += 1;
+        if held.is_multiple_of(GROUP_CHECK_EVERY) {
+            estimate.sample(&(&k, &v));
+            if !grant
+                .ensure(estimate.bytes::<(K, V)>(held))
+                .unwrap_or_else(|e| throw(e))
+            {
+                if maps.is_empty() {
+                    maps = (0..parts)
+                        .map(|_| SpillingMap::new(Growth::PerValue))
+                        .collect();
+                }
+                for (part, map) in scattered.iter_mut().zip(&mut maps) {
+                    for (k, v) in part.drain(..) {
+                        group_into(map, k, v);
+                    }
+                }
+                grant.release();
+                held = 0;
+            }
+        }
+        let part = (hasher.hash_one(&k) >> (64 - GROUP_PART_BITS)) as usize;
+        scattered[part].push((k, v));
     }
+    if maps.is_empty() {
+        // Everything fit: group each part as the output reaches it (the
+        // grant lives as long as the parts it accounts for).
+        return Box::new(scattered.into_iter().flat_map(move |part| {
+            let _held = &grant;
+            let mut map = SpillingMap::new(Growth::PerValue);
+            for (k, v) in part {
+                group_into(&mut map, k, v);
+            }
+            finish_groups(map)
+        }));
+    }
+    for (part, map) in scattered.into_iter().zip(&mut maps) {
+        for (k, v) in part {
+            group_into(map, k, v);
+        }
+    }
+    drop(grant);
+    Box::new(maps.into_iter().flat_map(finish_groups))
+}
+
+fn group_into<K: Key, V: Data>(map: &mut SpillingMap<K, Vec<V>>, k: K, v: V) {
+    map.insert(
+        k,
+        v,
+        |v| vec![v],
+        |mut vs: Vec<V>, v| {
+            vs.push(v);
+            vs
+        },
+    )
+    .unwrap_or_else(|e| throw(e));
+}
+
+fn finish_groups<K: Key, V: Data>(map: SpillingMap<K, Vec<V>>) -> BoxIter<(K, Vec<V>)> {
     map.finish(|mut a: Vec<V>, mut b: Vec<V>| {
         a.append(&mut b);
         a
@@ -201,7 +272,7 @@ pub fn group_values<K: Key, V: Data>(records: BoxIter<(K, V)>) -> BoxIter<(K, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hash::{BuildHasher, Hash};
+    use std::hash::Hash;
 
     fn hash<T: Hash + ?Sized>(x: &T) -> u64 {
         BuildHasherDefault::<FoldHasher>::default().hash_one(x)
