@@ -9,7 +9,7 @@ use crate::node::{
 use crate::stage::{ship_root, ShippableRoot, StageRoot};
 use crate::task::{TaskContext, TaskOutput, TaskRoot};
 use ember_core::{Data, EmberError, ExecutorId, Partitioner, Result, ShuffleId};
-use ember_shuffle::{segment_records, ChunkWriter, MapStatus};
+use ember_shuffle::{ChunkWriter, MapStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -213,20 +213,19 @@ impl<K: Key, V: Data> Compute<(K, V)> for ShuffledNode<K, V> {
                 executor: executor.clone(),
                 message,
             };
-        // Group the non-empty segments by where they are.
+        // Local segments are read when the stream reaches them; remote
+        // ones are fetched in one request per executor.
         let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        let mut segments: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut sources: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
+        let mut bytes = 0u64;
         for (map, st) in statuses.iter().enumerate() {
-            if st.sizes.get(part).copied().unwrap_or(0) == 0 {
+            let size = st.sizes.get(part).copied().unwrap_or(0);
+            if size == 0 {
                 continue;
             }
+            bytes += size;
             if st.executor == tc.env.executor_id {
-                let seg = tc
-                    .env
-                    .shuffle_files
-                    .read_segment(shuffle, map, part)
-                    .map_err(|e| fetch_failed(map, &st.executor, e.to_string()))?;
-                segments.push((map, seg));
+                sources.push((map, None));
             } else {
                 let addr = st.address.clone().unwrap_or_default();
                 remote.entry(addr).or_default().push(map);
@@ -242,25 +241,114 @@ impl<K: Key, V: Data> Compute<(K, V)> for ShuffledNode<K, V> {
                 .map_err(|e| fetch_failed(maps[0], owner, e.to_string()))?;
             let remote_bytes: usize = segs.iter().map(Vec::len).sum();
             tc.record(|m| m.shuffle_remote_bytes_read += remote_bytes as u64);
-            segments.extend(maps.into_iter().zip(segs));
+            sources.extend(maps.into_iter().zip(segs.into_iter().map(Some)));
         }
-        segments.sort_by_key(|(m, _)| *m);
-        let mut records = Vec::new();
-        let bytes: usize = segments.iter().map(|(_, s)| s.len()).sum();
-        for (map, seg) in segments {
-            let what = format!("shuffle {} map {map} reduce {part}", shuffle.0);
-            let mut recs: Vec<(K, V)> = segment_records(&seg, &what)
-                .map_err(|e| fetch_failed(map, &statuses[map].executor, e.to_string()))?;
-            records.append(&mut recs);
-        }
-        tc.record(|m| {
-            m.shuffle_bytes_read += bytes as u64;
-            m.shuffle_records_read += records.len() as u64;
-        });
-        Ok(Box::new(records.into_iter()))
+        sources.sort_by_key(|(m, _)| *m);
+        tc.record(|m| m.shuffle_bytes_read += bytes);
+        Ok(Box::new(SegmentStream::<K, V> {
+            env: tc.env.clone(),
+            inputs: tc.shuffle_inputs.clone(),
+            shuffle,
+            reduce: part,
+            sources: sources.into(),
+            current: None,
+            buffer: Vec::new().into_iter(),
+        }))
     }
     fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
         self
+    }
+}
+
+/// A reduce partition's records, decoded one chunk at a time from the
+/// segments of every map output, in map order.
+struct SegmentStream<K, V> {
+    env: Arc<crate::task::TaskEnv>,
+    /// Map output locations by shuffle (shared by the stage's tasks).
+    inputs: Arc<std::collections::HashMap<ShuffleId, Vec<MapStatus>>>,
+    shuffle: ShuffleId,
+    reduce: usize,
+    /// Segments still to read: fetched bytes, or `None` to read locally.
+    sources: std::collections::VecDeque<(usize, Option<Vec<u8>>)>,
+    /// The segment being read: map, bytes, read position.
+    current: Option<(usize, Vec<u8>, usize)>,
+    buffer: std::vec::IntoIter<(K, V)>,
+}
+
+impl<K: Key, V: Data> SegmentStream<K, V> {
+    fn failed(&self, map: usize, message: String) -> EmberError {
+        EmberError::FetchFailed {
+            shuffle: self.shuffle,
+            map,
+            reduce: self.reduce,
+            executor: self
+                .inputs
+                .get(&self.shuffle)
+                .and_then(|s| s.get(map))
+                .map(|s| s.executor.clone())
+                .unwrap_or_else(|| ExecutorId("unknown".into())),
+            message,
+        }
+    }
+
+    /// Decodes the next chunk into the buffer; false at the end.
+    fn refill(&mut self) -> Result<bool> {
+        loop {
+            if let Some((map, seg, pos)) = &mut self.current {
+                if *pos < seg.len() {
+                    let map = *map;
+                    let what = format!(
+                        "shuffle {} map {map} reduce {}",
+                        self.shuffle.0, self.reduce
+                    );
+                    let rest = &seg[*pos..];
+                    if rest.len() < 4 {
+                        return Err(self.failed(map, format!("{what}: truncated chunk header")));
+                    }
+                    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                    if rest.len() < 4 + len {
+                        return Err(self.failed(map, format!("{what}: truncated chunk")));
+                    }
+                    let records: Result<Vec<(K, V)>> =
+                        ember_core::codec::decompress_block(&rest[4..4 + len], &what)
+                            .and_then(|raw| ember_core::codec::decode(&raw, &what));
+                    *pos += 4 + len;
+                    let records = records.map_err(|e| self.failed(map, e.to_string()))?;
+                    let n = records.len() as u64;
+                    crate::task::record_side_metrics(|m| m.shuffle_records_read += n);
+                    self.buffer = records.into_iter();
+                    return Ok(true);
+                }
+            }
+            let Some((map, source)) = self.sources.pop_front() else {
+                return Ok(false);
+            };
+            let seg = match source {
+                Some(bytes) => bytes,
+                None => self
+                    .env
+                    .shuffle_files
+                    .read_segment(self.shuffle, map, self.reduce)
+                    .map_err(|e| self.failed(map, e.to_string()))?,
+            };
+            self.current = Some((map, seg, 0));
+        }
+    }
+}
+
+impl<K: Key, V: Data> Iterator for SegmentStream<K, V> {
+    type Item = (K, V);
+    fn next(&mut self) -> Option<(K, V)> {
+        loop {
+            if let Some(r) = self.buffer.next() {
+                return Some(r);
+            }
+            match self.refill() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => crate::task::throw(e),
+            }
+        }
     }
 }
 
