@@ -14,7 +14,9 @@ fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
 
 /// A text with punctuation, digits, mixed case and non-ASCII letters.
 fn write_text(path: &Path) {
-    let words = ["The", "quick", "BROWN", "fox", "jumps", "over", "lazy", "dog's", "naïve", "x2y", "a-b"];
+    let words = [
+        "The", "quick", "BROWN", "fox", "jumps", "over", "lazy", "dog's", "naïve", "x2y", "a-b",
+    ];
     let mut text = String::new();
     for i in 0..5000usize {
         for j in 0..(i % 13) {
@@ -33,7 +35,11 @@ fn reference_counts(path: &Path) -> String {
         "tr -cs 'A-Za-z' '\\n' < '{}' | tr 'A-Z' 'a-z' | LC_ALL=C sort | uniq -c | awk 'NF==2 {{print $2 \"\\t\" $1}}'",
         path.display()
     );
-    let out = Command::new("sh").arg("-c").arg(script).output().expect("run the shell pipeline");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run the shell pipeline");
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
@@ -46,7 +52,10 @@ fn wordcount_equals_the_unix_pipeline_in_local_and_local_cluster_mode() {
     let expected = reference_counts(&input);
     assert!(expected.lines().count() > 5);
     for master in ["local[2]", "local-cluster[2,1,512]"] {
-        let (ok, out, err) = run(env!("CARGO_BIN_EXE_wordcount"), &["--master", master, input.to_str().unwrap()]);
+        let (ok, out, err) = run(
+            env!("CARGO_BIN_EXE_wordcount"),
+            &["--master", master, input.to_str().unwrap()],
+        );
         assert!(ok, "{master}: {err}");
         assert_eq!(out, expected, "{master}");
     }
@@ -56,17 +65,29 @@ fn wordcount_equals_the_unix_pipeline_in_local_and_local_cluster_mode() {
 fn wordcount_names_a_missing_input_and_a_folder() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.txt");
-    let (ok, _, err) = run(env!("CARGO_BIN_EXE_wordcount"), &["--master", "local[1]", missing.to_str().unwrap()]);
+    let (ok, _, err) = run(
+        env!("CARGO_BIN_EXE_wordcount"),
+        &["--master", "local[1]", missing.to_str().unwrap()],
+    );
     assert!(!ok);
     assert!(err.contains("nope.txt"), "{err}");
-    let (ok, _, err) = run(env!("CARGO_BIN_EXE_wordcount"), &["--master", "local[1]", dir.path().to_str().unwrap()]);
+    let (ok, _, err) = run(
+        env!("CARGO_BIN_EXE_wordcount"),
+        &["--master", "local[1]", dir.path().to_str().unwrap()],
+    );
     assert!(!ok);
-    assert!(err.contains(dir.path().to_str().unwrap()) && err.contains("folder"), "{err}");
+    assert!(
+        err.contains(dir.path().to_str().unwrap()) && err.contains("folder"),
+        "{err}"
+    );
 }
 
 #[test]
 fn wordcount_lists_accepted_master_urls_for_a_bad_one() {
-    let (ok, _, err) = run(env!("CARGO_BIN_EXE_wordcount"), &["--master", "spark://x", "/dev/null"]);
+    let (ok, _, err) = run(
+        env!("CARGO_BIN_EXE_wordcount"),
+        &["--master", "spark://x", "/dev/null"],
+    );
     assert!(!ok);
     assert!(err.contains("local-cluster[N,C,M]"), "{err}");
 }
@@ -89,14 +110,26 @@ fn reference_pagerank(edges: &[(&str, &str)], iterations: usize) -> Vec<(String,
                 }
             }
         }
-        ranks = received.into_iter().map(|(k, v)| (k, 0.15 + 0.85 * v)).collect();
+        ranks = received
+            .into_iter()
+            .map(|(k, v)| (k, 0.15 + 0.85 * v))
+            .collect();
     }
     ranks.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 #[test]
 fn pagerank_matches_sparks_definition_in_both_modes() {
-    let edges = [("a", "b"), ("a", "c"), ("b", "c"), ("c", "a"), ("d", "a"), ("d", "a"), ("e", "d"), ("c", "e")];
+    let edges = [
+        ("a", "b"),
+        ("a", "c"),
+        ("b", "c"),
+        ("c", "a"),
+        ("d", "a"),
+        ("d", "a"),
+        ("e", "d"),
+        ("c", "e"),
+    ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edges.txt");
     let mut text = String::from("# a comment\n\n");
@@ -108,7 +141,13 @@ fn pagerank_matches_sparks_definition_in_both_modes() {
     for master in ["local[3]", "local-cluster[2,1,512]"] {
         let (ok, out, err) = run(
             env!("CARGO_BIN_EXE_pagerank"),
-            &["--master", master, "--iterations", "7", path.to_str().unwrap()],
+            &[
+                "--master",
+                master,
+                "--iterations",
+                "7",
+                path.to_str().unwrap(),
+            ],
         );
         assert!(ok, "{master}: {err}");
         let got: Vec<(String, f64)> = out

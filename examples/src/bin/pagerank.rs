@@ -46,18 +46,26 @@ fn run(cli: &Cli) -> Result<()> {
         .cache();
     let mut ranks = links.map_values(|_| 1.0f64);
     for _ in 0..cli.iterations {
-        let contribs = links.join(&ranks).values().flat_map(|(urls, rank): (Vec<String>, f64)| {
-            let share = rank / urls.len() as f64;
-            urls.into_iter().map(move |u| (u, share))
-        });
-        ranks = contribs.reduce_by_key(|a, b| a + b).map_values(|sum| 0.15 + 0.85 * sum);
+        let contribs = links
+            .join(&ranks)
+            .values()
+            .flat_map(|(urls, rank): (Vec<String>, f64)| {
+                let share = rank / urls.len() as f64;
+                urls.into_iter().map(move |u| (u, share))
+            });
+        ranks = contribs
+            .reduce_by_key(|a, b| a + b)
+            .map_values(|sum| 0.15 + 0.85 * sum);
     }
-    let sorted = ranks.sort_by_key(true, ctx.default_parallelism())?.collect()?;
+    let sorted = ranks
+        .sort_by_key(true, ctx.default_parallelism())?
+        .collect()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (page, rank) in sorted {
         writeln!(out, "{page}\t{rank:.10}").map_err(|e| EmberError::io("stdout", "write", e))?;
     }
-    out.flush().map_err(|e| EmberError::io("stdout", "write", e))
+    out.flush()
+        .map_err(|e| EmberError::io("stdout", "write", e))
 }
 
 fn main() -> ExitCode {

@@ -43,7 +43,8 @@ fn run(cli: &Cli) -> Result<()> {
     for (word, n) in counts {
         writeln!(out, "{word}\t{n}").map_err(|e| EmberError::io("stdout", "write", e))?;
     }
-    out.flush().map_err(|e| EmberError::io("stdout", "write", e))
+    out.flush()
+        .map_err(|e| EmberError::io("stdout", "write", e))
 }
 
 fn main() -> ExitCode {
