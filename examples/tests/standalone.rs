@@ -181,7 +181,7 @@ fn write_text(path: &Path) {
             s ^= s >> 7;
             s ^= s << 17;
             text.push_str(words[(s % words.len() as u64) as usize]);
-            text.push(if s % 5 == 0 { ',' } else { ' ' });
+            text.push(if s.is_multiple_of(5) { ',' } else { ' ' });
         }
         text.push('\n');
     }

@@ -84,7 +84,7 @@ fn demo_spec() -> PhantomSpec {
 
 fn run(
     engine: &EngineArgs,
-    out: &PathBuf,
+    out: &std::path::Path,
     save_denoised: bool,
     keep_going: bool,
     args: Vec<String>,

@@ -32,6 +32,12 @@ pub struct SubjectResult {
 
 type Key = (usize, usize);
 
+/// The subjects, broadcast to every executor.
+type SubjectsBc = Broadcast<Vec<Subject>>;
+
+/// Each subject's brain mask, broadcast to every executor.
+type MasksBc = Broadcast<HashMap<usize, Array3<bool>>>;
+
 /// Mask, denoise and fit every subject (Mehta et al.'s Spark plan).
 pub fn pipeline(
     ctx: &Context,
@@ -168,10 +174,7 @@ type BlockFit = (Vec<f32>, Vec<f32>, Vec<[f32; 3]>);
 /// Regroups one block's per-volume pieces into voxel series and fits a
 /// tensor in every masked voxel.
 fn fit_block(
-    env: &(
-        Broadcast<Vec<Subject>>,
-        Broadcast<HashMap<usize, Array3<bool>>>,
-    ),
+    env: &(SubjectsBc, MasksBc),
     ((s, b), pieces): (Key, Vec<(usize, BlockData)>),
 ) -> (Key, BlockFit) {
     let (info, masks) = env;
