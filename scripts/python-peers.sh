@@ -35,6 +35,7 @@ CORE_PACKAGES=(
 BENCH_PACKAGES=(
     "pyspark==4.*"
     "dask[array]"
+    "matplotlib"  # scripts/plot_scaling.py (bench_neuro_scaling.sh)
 )
 # >>> extra package sets (add new arrays above this line) <<<
 
