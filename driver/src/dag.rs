@@ -151,6 +151,10 @@ struct Job {
     waiting: HashSet<StageKey>,
     tasks: HashMap<TaskId, TaskInfo>,
     failures: HashMap<(StageKey, usize), usize>,
+    /// Attempts launched per task: the next attempt's number. Failures
+    /// alone would give a task rerun after its executor was lost the
+    /// number of the attempt that died with the executor.
+    launches: HashMap<(StageKey, usize), usize>,
     stage_attempts: HashMap<StageKey, usize>,
     succeeded: HashSet<(StageKey, usize)>,
     report: JobReport,
@@ -271,6 +275,7 @@ impl DagScheduler {
             waiting: HashSet::new(),
             tasks: HashMap::new(),
             failures: HashMap::new(),
+            launches: HashMap::new(),
             stage_attempts: HashMap::new(),
             succeeded: HashSet::new(),
             report: JobReport {
@@ -493,12 +498,15 @@ impl DagScheduler {
         };
         let task = TaskId(self.next_task);
         self.next_task += 1;
+        let launches = job.launches.entry((key, partition)).or_insert(0);
+        let attempt = *launches;
+        *launches += 1;
         let desc = TaskDescription {
             task_id: task,
             stage: self.stage_id(job, key),
             blob: stage.blob.id,
             partition,
-            attempt: *job.failures.get(&(key, partition)).unwrap_or(&0),
+            attempt,
         };
         job.tasks.insert(
             task,
