@@ -13,7 +13,10 @@
 //! the stage, the partition and the executor. A fetch failure unregisters
 //! the missing map output and resubmits the parent stage, then the stage
 //! (at most [`MAX_STAGE_ATTEMPTS`] times). A lost executor's map outputs
-//! are forgotten and its running tasks rerun elsewhere.
+//! are forgotten and its running tasks rerun elsewhere. A failed task is
+//! not retried on an executor where it failed, and an executor where
+//! [`MAX_FAILED_TASKS_PER_EXECUTOR`] tasks of a stage attempt failed gets
+//! none of its remaining tasks, as long as another executor is alive.
 
 use crate::dispatch::{Dispatcher, Event};
 use crate::progress::{ProgressBar, StageProgress};
@@ -37,6 +40,11 @@ use std::time::{Duration, Instant};
 
 /// Consecutive attempts of one stage before the job fails.
 pub const MAX_STAGE_ATTEMPTS: usize = 4;
+
+/// Failed tasks of one stage attempt on one executor before the executor
+/// gets none of the stage's remaining tasks (Spark's
+/// `spark.excludeOnFailure.stage.maxFailedTasksPerExecutor`).
+pub const MAX_FAILED_TASKS_PER_EXECUTOR: usize = 2;
 
 /// What one job did, for tests, logs and the UI.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -151,6 +159,10 @@ struct Job {
     waiting: HashSet<StageKey>,
     tasks: HashMap<TaskId, TaskInfo>,
     failures: HashMap<(StageKey, usize), usize>,
+    /// Executors each task failed on.
+    failed_on: HashMap<(StageKey, usize), Vec<ExecutorId>>,
+    /// Failed tasks per (stage, stage attempt, executor).
+    stage_failures: HashMap<(StageKey, usize, ExecutorId), usize>,
     /// Attempts launched per task: the next attempt's number. Failures
     /// alone would give a task rerun after its executor was lost the
     /// number of the attempt that died with the executor.
@@ -275,6 +287,8 @@ impl DagScheduler {
             waiting: HashSet::new(),
             tasks: HashMap::new(),
             failures: HashMap::new(),
+            failed_on: HashMap::new(),
+            stage_failures: HashMap::new(),
             launches: HashMap::new(),
             stage_attempts: HashMap::new(),
             succeeded: HashSet::new(),
@@ -342,6 +356,11 @@ impl DagScheduler {
             match event {
                 Event::TaskEnded { task, result } => {
                     self.draw_progress(job);
+                    if matches!(&result.outcome, Err(e) if !matches!(e, EmberError::FetchFailed { .. }))
+                    {
+                        // Before its slot takes another task.
+                        self.note_failure_placement(job, task);
+                    }
                     let (executor, broken) = self.dispatcher.finished(task);
                     self.lose_executors(job, broken)?;
                     let Some(info) = job.tasks.remove(&task) else {
@@ -519,7 +538,14 @@ impl DagScheduler {
         job.report.tasks_launched += 1;
         let blob = stage.blob.clone();
         let preferred = self.preferred_executor(&stage.rdd, partition);
-        let broken = self.dispatcher.submit(desc, blob, preferred);
+        let avoid = job
+            .failed_on
+            .get(&(key, partition))
+            .cloned()
+            .unwrap_or_default();
+        let broken = self
+            .dispatcher
+            .submit_avoiding(desc, blob, preferred, avoid);
         self.lose_executors(job, broken)
     }
 
@@ -585,6 +611,40 @@ impl DagScheduler {
             self.launch_stage(job, w)?;
         }
         Ok(())
+    }
+
+    /// Notes where a task of the current stage attempt failed: its retry
+    /// avoids that executor, and the executor is excluded from the rest of
+    /// the stage attempt after [`MAX_FAILED_TASKS_PER_EXECUTOR`] failures.
+    fn note_failure_placement(&mut self, job: &mut Job, task: TaskId) {
+        let (Some(info), Some(executor)) =
+            (job.tasks.get(&task), self.dispatcher.executor_of(task))
+        else {
+            return;
+        };
+        let Some(blob) = job
+            .running
+            .get(&info.key)
+            .filter(|r| r.attempt == info.stage_attempt)
+            .map(|r| r.blob.id)
+        else {
+            return;
+        };
+        let executor = executor.clone();
+        job.failed_on
+            .entry((info.key, info.partition))
+            .or_default()
+            .push(executor.clone());
+        let failed = job
+            .stage_failures
+            .entry((info.key, info.stage_attempt, executor.clone()))
+            .or_insert(0);
+        *failed += 1;
+        if *failed == MAX_FAILED_TASKS_PER_EXECUTOR {
+            let stage = self.stage_id(job, info.key);
+            tracing::warn!(%stage, %executor, "executor excluded from the stage after {MAX_FAILED_TASKS_PER_EXECUTOR} failed tasks");
+            self.dispatcher.exclude(blob, executor);
+        }
     }
 
     fn task_failed(

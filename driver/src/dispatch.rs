@@ -58,6 +58,8 @@ struct Queued {
     blob: Arc<StageBlob>,
     /// Where its input is cached, if anywhere.
     preferred: Option<ExecutorId>,
+    /// Executors where this task already failed.
+    avoid: Vec<ExecutorId>,
     /// When it was queued.
     since: std::time::Instant,
 }
@@ -79,6 +81,11 @@ pub struct Dispatcher {
     queue: VecDeque<Queued>,
     /// Queued tasks that prefer an executor (skip the scan when none do).
     preferring: usize,
+    /// Queued tasks that avoid an executor (likewise).
+    avoiding: usize,
+    /// Executors excluded from the remaining tasks of a stage, by the
+    /// stage's pipeline (blob) id.
+    excluded: HashMap<u64, HashSet<ExecutorId>>,
     running: HashMap<TaskId, ExecutorId>,
     /// Tasks started since the scheduler last asked, when it listens.
     launched: Option<Vec<(TaskId, ExecutorId)>>,
@@ -140,14 +147,35 @@ impl Dispatcher {
         blob: Arc<StageBlob>,
         preferred: Option<ExecutorId>,
     ) -> Vec<ExecutorId> {
+        self.submit_avoiding(desc, blob, preferred, Vec::new())
+    }
+
+    /// Queues a task that must not run on the executors in `avoid` (where
+    /// it already failed) while another executor is alive, and starts what
+    /// fits.
+    pub fn submit_avoiding(
+        &mut self,
+        desc: TaskDescription,
+        blob: Arc<StageBlob>,
+        preferred: Option<ExecutorId>,
+        avoid: Vec<ExecutorId>,
+    ) -> Vec<ExecutorId> {
         self.preferring += usize::from(preferred.is_some());
+        self.avoiding += usize::from(!avoid.is_empty());
         self.queue.push_back(Queued {
             desc,
             blob,
             preferred,
+            avoid,
             since: std::time::Instant::now(),
         });
         self.dispatch()
+    }
+
+    /// Gives none of the remaining tasks of a stage's pipeline `blob` to
+    /// `executor` while another executor is alive.
+    pub fn exclude(&mut self, blob: u64, executor: ExecutorId) {
+        self.excluded.entry(blob).or_default().insert(executor);
     }
 
     /// Frees the slot of a finished task, starts what fits, and returns
@@ -184,6 +212,8 @@ impl Dispatcher {
     pub fn forget_stage(&mut self, blob: u64) {
         self.queue.retain(|q| q.blob.id != blob);
         self.preferring = self.queue.iter().filter(|q| q.preferred.is_some()).count();
+        self.avoiding = self.queue.iter().filter(|q| !q.avoid.is_empty()).count();
+        self.excluded.remove(&blob);
         for slot in self.executors.values_mut() {
             if slot.stages.remove(&blob) {
                 slot.endpoint.forget_stage(blob);
@@ -191,11 +221,24 @@ impl Dispatcher {
         }
     }
 
+    /// Whether queued task `q` may run on executor `id`: not where it
+    /// already failed nor where its stage excludes, unless every live
+    /// executor is such a place (Spark's `excludeOnFailure`, without
+    /// aborting the stage).
+    fn may_run(&self, q: &Queued, id: &ExecutorId) -> bool {
+        let excluded = self.excluded.get(&q.blob.id);
+        let barred =
+            |e: &ExecutorId| q.avoid.contains(e) || excluded.is_some_and(|x| x.contains(e));
+        !barred(id) || self.executors.keys().all(barred)
+    }
+
     /// Picks the next (executor, queue position): a task whose preferred
     /// executor has a free slot first; else, on the executor with the most
     /// free slots, the oldest task that prefers no live executor or has
     /// waited longer than [`LOCALITY_WAIT`] for its own (delay scheduling:
-    /// a busy preferred executor frees a slot soon).
+    /// a busy preferred executor frees a slot soon). A task never goes to
+    /// an executor it may not run on ([`may_run`](Self::may_run)); then
+    /// other executors with free slots are tried.
     fn pick(&self) -> Option<(ExecutorId, usize)> {
         if self.queue.is_empty() {
             return None;
@@ -205,24 +248,38 @@ impl Dispatcher {
             .iter()
             .filter(|(_, s)| s.free > 0)
             .max_by_key(|(_, s)| s.free)?;
-        if self.preferring == 0 {
+        if self.preferring == 0 && self.avoiding == 0 && self.excluded.is_empty() {
             return Some((free_id.clone(), 0));
         }
         let local = self.queue.iter().enumerate().find_map(|(i, q)| {
             let p = q.preferred.as_ref()?;
             self.executors
                 .get(p)
-                .filter(|s| s.free > 0)
+                .filter(|s| s.free > 0 && self.may_run(q, p))
                 .map(|_| (p.clone(), i))
         });
         if local.is_some() {
             return local;
         }
-        let i = self.queue.iter().position(|q| match &q.preferred {
-            Some(p) => !self.executors.contains_key(p) || q.since.elapsed() > LOCALITY_WAIT,
+        let ready = |q: &Queued| match &q.preferred {
+            Some(p) => {
+                !self.executors.contains_key(p)
+                    || !self.may_run(q, p)
+                    || q.since.elapsed() > LOCALITY_WAIT
+            }
             None => true,
-        })?;
-        Some((free_id.clone(), i))
+        };
+        let others = self
+            .executors
+            .iter()
+            .filter(|(id, s)| s.free > 0 && *id != free_id)
+            .map(|(id, _)| id);
+        std::iter::once(free_id).chain(others).find_map(|id| {
+            self.queue
+                .iter()
+                .position(|q| ready(q) && self.may_run(q, id))
+                .map(|i| (id.clone(), i))
+        })
     }
 
     /// Starts queued tasks on free slots. Returns executors that could not
@@ -232,6 +289,7 @@ impl Dispatcher {
         while let Some((id, i)) = self.pick() {
             let q = self.queue.remove(i).expect("picked a queued task");
             self.preferring -= usize::from(q.preferred.is_some());
+            self.avoiding -= usize::from(!q.avoid.is_empty());
             let slot = self.executors.get_mut(&id).expect("executor exists");
             let task = q.desc.task_id;
             let sent = if slot.stages.insert(q.blob.id) {
@@ -250,6 +308,7 @@ impl Dispatcher {
                 Err(_) => {
                     // Requeue the task and stop using this executor.
                     self.preferring += usize::from(q.preferred.is_some());
+                    self.avoiding += usize::from(!q.avoid.is_empty());
                     self.queue.push_front(q);
                     self.executors.remove(&id);
                     broken.push(id);
