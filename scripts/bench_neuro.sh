@@ -10,8 +10,8 @@
 #
 # Sizes (phantoms written once by `neuro phantom`, reused while their
 # parameters do not change):
-#   single  one subject, --shape 64 76 64 --b0 3 --dirs 30
-#           --shells 1000,2000,3000 (93 volumes; DIPY takes 1-3 min here)
+#   single  one subject, --shape 64 76 64 --b0 3 --dirs 15
+#           --shells 1000,2000,3000 (48 volumes; DIPY takes 1-3 min here)
 #   multi   MULTI subjects (default 4) of the same size
 #
 # Usage:
@@ -21,7 +21,7 @@
 #   bash scripts/bench_neuro.sh --quick          # 32x38x32, 3+3x6 volumes, 2 subjects: smoke run
 #
 # Environment:
-#   SHAPE ("64 76 64"), B0 (3), DIRS (30), SHELLS (1000,2000,3000), SNR (20),
+#   SHAPE ("64 76 64"), B0 (3), DIRS (15), SHELLS (1000,2000,3000), SNR (20),
 #   SEED (1), MULTI (4), THREADS (2), EMBER_REPS (3: Ember runs this many
 #   times per size, the median is shown), DATA (phantom folder, default
 #   target/neuro-bench-data), SPARK_CONF ("k=v k=v": extra Spark settings,
@@ -60,7 +60,7 @@ done
 if [ "$QUICK" = 1 ]; then
     : "${SHAPE:=32 38 32}" "${B0:=3}" "${DIRS:=6}" "${MULTI:=2}" "${EMBER_REPS:=1}"
 fi
-: "${SHAPE:=64 76 64}" "${B0:=3}" "${DIRS:=30}" "${SHELLS:=1000,2000,3000}" "${SNR:=20}"
+: "${SHAPE:=64 76 64}" "${B0:=3}" "${DIRS:=15}" "${SHELLS:=1000,2000,3000}" "${SNR:=20}"
 : "${SEED:=1}" "${MULTI:=4}" "${THREADS:=2}" "${EMBER_REPS:=3}" "${SPARK_CONF:=}" "${WAIT_LOAD:=}"
 : "${DATA:=$REPO/target/neuro-bench-data}"
 MASTER="local[$THREADS]"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Scaling of Ember's neuro pipeline, as in the study's figure: `neuro run
 # --master local[2]` end to end for 1, 2, 4 and 8 subjects at the reduced
-# size of scripts/bench_neuro.sh (64x76x64, 3 b0 + 3 shells x 30 directions).
+# size of scripts/bench_neuro.sh (64x76x64, 3 b0 + 3 shells x 15 directions).
 # Prints a table (subjects, seconds, seconds per subject, per subject
 # relative to 1 subject, peak RSS, machine load) and writes
 # bench-results/neuro_scaling.{md,json,png} (chart by scripts/plot_scaling.py).
@@ -40,7 +40,7 @@ IFS=',' read -r -a COUNT_LIST <<< "$COUNTS"
 MAXN=0
 for n in "${COUNT_LIST[@]}"; do [ "$n" -gt "$MAXN" ] && MAXN="$n"; done
 
-: "${SHAPE:=64 76 64}" "${B0:=3}" "${DIRS:=30}" "${SHELLS:=1000,2000,3000}" "${SNR:=20}"
+: "${SHAPE:=64 76 64}" "${B0:=3}" "${DIRS:=15}" "${SHELLS:=1000,2000,3000}" "${SNR:=20}"
 : "${SEED:=1}" "${REPS:=3}" "${WAIT_LOAD:=}"
 : "${DATA:=$REPO/target/neuro-bench-data}"
 MASTER="local[2]"

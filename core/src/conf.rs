@@ -179,12 +179,58 @@ impl EmberConf {
     }
 }
 
-/// Physical memory of this machine, from `/proc/meminfo`.
+/// Memory this process may use: the machine's physical memory
+/// (`/proc/meminfo`), or the memory limit of its control group when that
+/// is lower (a container, a systemd slice, a batch job), so defaults
+/// derived from it fit where the process actually runs.
 pub fn physical_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let total = kib * 1024;
+    Some(cgroup_memory_limit().map_or(total, |limit| limit.min(total)))
+}
+
+/// The memory limit of this process's control group (cgroup v2
+/// `memory.max` or v1 `memory.limit_in_bytes`), if one is set.
+fn cgroup_memory_limit() -> Option<u64> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    cgroup_limit_files(&membership)
+        .into_iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .filter_map(|text| parse_cgroup_limit(&text))
+        .min()
+}
+
+/// Files that may hold this process's memory limit, given the text of
+/// `/proc/self/cgroup`: its own group's and, for a group mounted as the
+/// root (inside a container), the root's.
+fn cgroup_limit_files(membership: &str) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut files = Vec::new();
+    for line in membership.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            files.push(root.join(rel).join("memory.max"));
+            files.push(root.join("memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            files.push(root.join("memory").join(rel).join("memory.limit_in_bytes"));
+            files.push(root.join("memory").join("memory.limit_in_bytes"));
+        }
+    }
+    files
+}
+
+/// A limit file's value in bytes; `None` for "max" and for the huge
+/// values cgroup v1 reports when no limit is set.
+fn parse_cgroup_limit(text: &str) -> Option<u64> {
+    let value: u64 = text.trim().parse().ok()?;
+    (value < 1 << 60).then_some(value)
 }
 
 /// The execution-and-storage pool of an executor with `memory` bytes, as
@@ -288,5 +334,48 @@ mod tests {
         b.set("k", "2");
         a.merge(&b);
         assert_eq!(a.get("k"), Some("2"));
+    }
+
+    #[test]
+    fn cgroup_limits_are_read_from_v1_and_v2_layouts() {
+        let v1 = cgroup_limit_files("4:memory:/batch/job7\n3:cpuset:/\n");
+        assert_eq!(
+            v1,
+            [
+                "/sys/fs/cgroup/memory/batch/job7/memory.limit_in_bytes",
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+            ]
+            .map(std::path::PathBuf::from)
+        );
+        let v2 = cgroup_limit_files("0::/user.slice/ember.scope\n");
+        assert_eq!(
+            v2,
+            [
+                "/sys/fs/cgroup/user.slice/ember.scope/memory.max",
+                "/sys/fs/cgroup/memory.max"
+            ]
+            .map(std::path::PathBuf::from)
+        );
+        assert_eq!(parse_cgroup_limit("2147483648\n"), Some(2 << 30));
+        assert_eq!(parse_cgroup_limit("max\n"), None);
+        // cgroup v1's "no limit": the largest page-aligned i64.
+        assert_eq!(parse_cgroup_limit("9223372036854771712\n"), None);
+    }
+
+    #[test]
+    fn physical_memory_is_never_above_the_machine_total() {
+        let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kib: u64 = text
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        let got = physical_memory().unwrap();
+        assert!(
+            got > 0 && got <= kib * 1024,
+            "{got} of {} bytes",
+            kib * 1024
+        );
     }
 }
