@@ -2,6 +2,7 @@
 //! records into one segment per reduce partition) and the reduce side (an
 //! RDD that reads its segment from every map output).
 
+use crate::map_output::MapOutputBuffer;
 use crate::node::{erase_rdd, parent, ship_node};
 use crate::node::{
     iterator, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable, ShippedBody,
@@ -9,7 +10,7 @@ use crate::node::{
 use crate::stage::{ship_root, ShippableRoot, StageRoot};
 use crate::task::{TaskContext, TaskOutput, TaskRoot};
 use ember_core::{Data, EmberError, ExecutorId, Partitioner, Result, ShuffleId};
-use ember_shuffle::{ChunkWriter, MapStatus};
+use ember_shuffle::MapStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -73,7 +74,8 @@ impl<K: Key, V: Data> ShuffleDep for ShuffleDependency<K, V> {
 }
 
 /// The map side of a shuffle: partitions, serializes and writes one
-/// partition's records.
+/// partition's records, spilling its buffers when execution memory runs
+/// out (see `map_output.rs`).
 pub struct ShuffleWriteRoot<K, V> {
     parent: Arc<dyn Compute<(K, V)>>,
     body: (ShuffleId, Partitioner<K>),
@@ -105,24 +107,13 @@ impl<K: Key, V: Data> TaskRoot for ShuffleWriteRoot<K, V> {
     fn run(&self, tc: &TaskContext) -> Result<TaskOutput> {
         let (shuffle, partitioner) = &self.body;
         let n = partitioner.num_partitions();
-        let mut writers: Vec<ChunkWriter<(K, V)>> = (0..n).map(|_| ChunkWriter::new()).collect();
-        let record_bytes = std::mem::size_of::<(K, V)>().max(16);
+        let mut buffer = MapOutputBuffer::<(K, V)>::new(n);
         let mut written = 0u64;
-        for (k, v) in iterator(&self.parent, tc.partition, tc)? {
-            let r = partitioner.partition(&k);
-            writers[r].push((k, v), record_bytes)?;
+        for record in iterator(&self.parent, tc.partition, tc)? {
+            buffer.push(partitioner.partition(&record.0), &record)?;
             written += 1;
         }
-        let segments = writers
-            .into_iter()
-            .map(ChunkWriter::finish)
-            .collect::<Result<Vec<_>>>()?;
-        let sizes = tc.env.shuffle_files.write_map_output(
-            *shuffle,
-            tc.partition,
-            &segments,
-            tc.task_id.0,
-        )?;
+        let sizes = buffer.write(&tc.env.shuffle_files, *shuffle, tc.partition, tc.task_id.0)?;
         tc.record(|m| {
             m.shuffle_records_written += written;
             m.shuffle_bytes_written += sizes.iter().sum::<u64>();
