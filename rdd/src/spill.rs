@@ -443,12 +443,18 @@ pub fn sort_records<K: Key, V: Data>(
     let mut estimate = SizeEstimate::default();
     let mut buffer: Vec<(K, V)> = Vec::new();
     let mut runs = Vec::new();
+    // The size is sampled and checked each time the buffer grew by a
+    // tenth (as Spark's SizeTracker): a check per thousand records would
+    // let a buffer of whole volumes grow by gigabytes between checks.
+    let mut next_check = 0usize;
     for record in records {
-        if buffer.len().is_multiple_of(CHECK_EVERY) {
+        let check = buffer.len() >= next_check;
+        if check {
             estimate.sample(&record);
         }
         buffer.push(record);
-        if buffer.len().is_multiple_of(CHECK_EVERY) {
+        if check {
+            next_check = buffer.len() + buffer.len() / 10;
             let needed = estimate.bytes::<(K, V)>(buffer.len());
             if !grant.ensure(needed)? {
                 if let Some(dir) = grant.spill_dir() {
@@ -456,6 +462,7 @@ pub fn sort_records<K: Key, V: Data>(
                     runs.push(write_run(&dir, std::mem::take(&mut buffer))?);
                     record_side_metrics(|m| m.spill_memory_bytes += needed);
                     grant.release();
+                    next_check = 0;
                 }
             }
         }
@@ -468,4 +475,60 @@ pub fn sort_records<K: Key, V: Data>(
         runs.push(write_run(&dir, buffer)?);
     }
     Ok(Box::new(MergedRuns::ordered(runs, !ascending)?))
+}
+
+/// `(key, f(key, values))` for each run of equal keys of a stream sorted
+/// by key, handing `f` the run's values as an iterator over the stream
+/// itself (never collected).
+pub struct Groups<K, V, F> {
+    records: std::iter::Peekable<BoxIter<(K, V)>>,
+    f: F,
+}
+
+impl<K, V, F> Groups<K, V, F> {
+    /// Groups of `sorted`, a stream sorted by key.
+    pub fn new(sorted: BoxIter<(K, V)>, f: F) -> Self {
+        Groups {
+            records: sorted.peekable(),
+            f,
+        }
+    }
+}
+
+/// The values of one key, read from the sorted stream as they are asked
+/// for.
+struct GroupValues<'a, K, V> {
+    key: &'a K,
+    first: Option<V>,
+    records: &'a mut std::iter::Peekable<BoxIter<(K, V)>>,
+}
+
+impl<K: Eq, V> Iterator for GroupValues<'_, K, V> {
+    type Item = V;
+    fn next(&mut self) -> Option<V> {
+        if let Some(v) = self.first.take() {
+            return Some(v);
+        }
+        match self.records.peek() {
+            Some((k, _)) if k == self.key => self.records.next().map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+impl<K: Eq, V, U, F: Fn(&K, &mut dyn Iterator<Item = V>) -> U> Iterator for Groups<K, V, F> {
+    type Item = (K, U);
+    fn next(&mut self) -> Option<(K, U)> {
+        let (key, first) = self.records.next()?;
+        let mut values = GroupValues {
+            key: &key,
+            first: Some(first),
+            records: &mut self.records,
+        };
+        let out = (self.f)(&key, &mut values);
+        // Skip what `f` left unread.
+        values.first = None;
+        values.for_each(drop);
+        Some((key, out))
+    }
 }

@@ -213,6 +213,26 @@ impl ShuffleFiles {
         )
     }
 
+    /// Opens the segment of reduce partition `reduce` of a map output
+    /// written here, to be read one chunk at a time.
+    pub fn open_segment(
+        &self,
+        shuffle: ShuffleId,
+        map: usize,
+        reduce: usize,
+    ) -> Result<SegmentReader> {
+        let index = self.index_path(shuffle, map);
+        let data = self.data_path(shuffle, map);
+        let (start, end) = segment_range(&index, reduce)?;
+        let mut f = File::open(&data).map_err(|e| EmberError::io(&data, "open", e))?;
+        f.seek(SeekFrom::Start(start))
+            .map_err(|e| EmberError::io(&data, "read", e))?;
+        Ok(SegmentReader {
+            inner: std::io::BufReader::with_capacity(1 << 16, f).take(end - start),
+            path: data,
+        })
+    }
+
     /// Deletes the files of `shuffle`.
     pub fn remove_shuffle(&self, shuffle: ShuffleId) {
         let prefix = format!("shuffle_{}_", shuffle.0);
@@ -254,8 +274,45 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// Reads one reduce partition's segment through an index file.
-pub fn read_segment(index: &Path, data: &Path, reduce: usize) -> Result<Vec<u8>> {
+/// One reduce partition's segment of a map output on local disk, read a
+/// chunk at a time (so a reducer holds one chunk of it, not all of it).
+pub struct SegmentReader {
+    inner: std::io::Take<std::io::BufReader<File>>,
+    path: PathBuf,
+}
+
+impl SegmentReader {
+    /// The next chunk's checksummed lz4 block, or `None` at the end of
+    /// the segment.
+    pub fn next_block(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.inner.limit() == 0 {
+            return Ok(None);
+        }
+        let read_err = |e| EmberError::io(&self.path, "read", e);
+        let mut len = [0u8; 4];
+        if self.inner.limit() < 4 {
+            return Err(EmberError::codec(
+                self.path.display().to_string(),
+                "truncated chunk header",
+            ));
+        }
+        self.inner.read_exact(&mut len).map_err(read_err)?;
+        let len = u32::from_le_bytes(len) as u64;
+        if len > self.inner.limit() {
+            return Err(EmberError::codec(
+                self.path.display().to_string(),
+                "truncated chunk",
+            ));
+        }
+        let mut block = vec![0u8; len as usize];
+        self.inner.read_exact(&mut block).map_err(read_err)?;
+        Ok(Some(block))
+    }
+}
+
+/// The byte range of reduce partition `reduce`'s segment, from an index
+/// file.
+fn segment_range(index: &Path, reduce: usize) -> Result<(u64, u64)> {
     let mut idx = File::open(index).map_err(|e| EmberError::io(index, "open", e))?;
     let mut pair = [0u8; 16];
     idx.seek(SeekFrom::Start(reduce as u64 * 8))
@@ -269,6 +326,12 @@ pub fn read_segment(index: &Path, data: &Path, reduce: usize) -> Result<Vec<u8>>
             "index offsets decrease",
         ));
     }
+    Ok((start, end))
+}
+
+/// Reads one reduce partition's segment through an index file.
+pub fn read_segment(index: &Path, data: &Path, reduce: usize) -> Result<Vec<u8>> {
+    let (start, end) = segment_range(index, reduce)?;
     let mut f = File::open(data).map_err(|e| EmberError::io(data, "open", e))?;
     let mut buf = vec![0u8; (end - start) as usize];
     f.seek(SeekFrom::Start(start))
@@ -300,6 +363,14 @@ mod tests {
             let recs: Vec<(u32, u32)> = segment_records(&seg, "t").unwrap();
             assert_eq!(recs.len(), (r * 1000) as usize);
             assert!(recs.iter().all(|(k, _)| *k == r));
+            // Read chunk by chunk, the segment is the same bytes.
+            let mut reader = files.open_segment(ShuffleId(1), 0, r as usize).unwrap();
+            let mut chunked = Vec::new();
+            while let Some(block) = reader.next_block().unwrap() {
+                chunked.extend_from_slice(&(block.len() as u32).to_le_bytes());
+                chunked.extend_from_slice(&block);
+            }
+            assert_eq!(chunked, seg);
         }
         files.remove_shuffle(ShuffleId(1));
         assert!(files.read_segment(ShuffleId(1), 0, 0).is_err());

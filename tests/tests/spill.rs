@@ -205,3 +205,50 @@ fn map_tasks_whose_output_exceeds_the_budget_spill_and_write_the_same_output() {
         ctx.stop();
     }
 }
+
+#[test]
+fn map_groups_streams_each_key_in_arrival_order_while_spilling() {
+    let ctx = small_memory("local[2]");
+    let pairs = ctx
+        .range(0, 600_000, 1, 4)
+        .unwrap()
+        .map(|x| ((mix(x as u64) % 500) as u32, x as u64));
+    // Odd keys read only their first two values: the rest are skipped,
+    // not handed to the next key.
+    let mut got = pairs
+        .map_groups_into(
+            |k: &u32, values: &mut dyn Iterator<Item = u64>| {
+                if k % 2 == 1 {
+                    values.take(2).collect::<Vec<u64>>()
+                } else {
+                    let (mut n, mut h) = (0u64, 0u64);
+                    for v in values {
+                        n += 1;
+                        h = mix(h ^ v);
+                    }
+                    vec![n, h]
+                }
+            },
+            3,
+        )
+        .collect()
+        .unwrap();
+    let m = ctx.job_reports().last().unwrap().metrics.clone();
+    assert!(m.spill_disk_bytes > 0, "expected a spill: {m:?}");
+    got.sort();
+    let mut expected = pairs
+        .group_by_key_into(3)
+        .map(|(k, vs): (u32, Vec<u64>)| {
+            if k % 2 == 1 {
+                (k, vs[..2].to_vec())
+            } else {
+                let h = vs.iter().fold(0u64, |h, v| mix(h ^ v));
+                (k, vec![vs.len() as u64, h])
+            }
+        })
+        .collect()
+        .unwrap();
+    expected.sort();
+    assert_eq!(got.len(), 500);
+    assert_eq!(got, expected);
+}
