@@ -252,3 +252,63 @@ fn map_groups_streams_each_key_in_arrival_order_while_spilling() {
     assert_eq!(got.len(), 500);
     assert_eq!(got, expected);
 }
+
+/// Everything under `dir`, at any depth.
+fn entries_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            found.extend(entries_under(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
+#[test]
+fn spill_shuffle_and_block_files_are_gone_when_the_application_ends() {
+    for master in ["local[2]", "local-cluster[2,1,64]"] {
+        let local = tempfile::tempdir().unwrap();
+        let ctx = Context::builder()
+            .master(master)
+            .conf("ember.executor.memory", "64m")
+            .conf("ember.local.dir", local.path().to_str().unwrap())
+            .build()
+            .unwrap();
+        let pairs = ctx
+            .range(0, 600_000, 1, 4)
+            .unwrap()
+            .map(|x| ((x % 1000) as u64, [mix(x as u64), x as u64]))
+            .persist(StorageLevel::DiskOnly);
+        let groups = pairs
+            .group_by_key_into(2)
+            .map_values(|vs: Vec<[u64; 2]>| vs.len())
+            .count()
+            .unwrap();
+        assert_eq!(groups, 1000, "{master}");
+        let m = ctx.job_reports().last().unwrap().metrics.clone();
+        assert!(m.spill_disk_bytes > 0, "{master}: expected a spill: {m:?}");
+        // While the application runs, its map outputs and cached blocks
+        // are on disk under the local dir.
+        let during = entries_under(local.path());
+        assert!(
+            during
+                .iter()
+                .any(|p| p.to_string_lossy().contains("shuffle_")),
+            "{master}: {during:?}"
+        );
+        assert!(
+            during
+                .iter()
+                .any(|p| p.to_string_lossy().contains("blocks")),
+            "{master}: {during:?}"
+        );
+        ctx.stop();
+        assert_eq!(
+            entries_under(local.path()),
+            Vec::<std::path::PathBuf>::new(),
+            "{master}: files left after stop"
+        );
+    }
+}
