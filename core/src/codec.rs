@@ -17,6 +17,31 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     rmp_serde::to_vec(value).map_err(|e| EmberError::codec("encode", e))
 }
 
+/// Appends the MessagePack encoding of `value` to `out`. Records
+/// appended one by one after a [`seq_header`] of their count decode as
+/// one `Vec` of them.
+pub fn encode_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<()> {
+    rmp_serde::encode::write(out, value).map_err(|e| EmberError::codec("encode", e))
+}
+
+/// The MessagePack header of an array of `n` elements: its bytes and how
+/// many of them are used (1, 3 or 5).
+pub fn seq_header(n: u32) -> ([u8; 5], usize) {
+    let mut h = [0u8; 5];
+    if n < 16 {
+        h[0] = 0x90 | n as u8;
+        (h, 1)
+    } else if let Ok(n) = u16::try_from(n) {
+        h[0] = 0xdc;
+        h[1..3].copy_from_slice(&n.to_be_bytes());
+        (h, 3)
+    } else {
+        h[0] = 0xdd;
+        h[1..5].copy_from_slice(&n.to_be_bytes());
+        (h, 5)
+    }
+}
+
 /// Deserializes MessagePack bytes; `what` names the thing for the error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     rmp_serde::from_slice(bytes).map_err(|e| EmberError::codec(what, e))
@@ -137,6 +162,22 @@ pub fn recv<T: DeserializeOwned>(r: &mut impl Read, what: &str) -> Result<Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_appended_after_a_header_decode_as_a_vec() {
+        for n in [0u32, 1, 15, 16, 65_535, 65_536, 70_000] {
+            let records: Vec<(u64, String)> =
+                (0..n as u64).map(|i| (i << 20, format!("v{i}"))).collect();
+            let (header, len) = seq_header(n);
+            let mut bytes = header[..len].to_vec();
+            for r in &records {
+                encode_into(&mut bytes, r).unwrap();
+            }
+            assert_eq!(bytes, encode(&records).unwrap(), "{n} records");
+            let back: Vec<(u64, String)> = decode(&bytes, "t").unwrap();
+            assert_eq!(back, records);
+        }
+    }
 
     #[test]
     fn blocks_round_trip() {

@@ -160,9 +160,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ember-bs-test-{}", std::process::id()));
         let files = ShuffleFiles::new(&dir);
         let mut w = ChunkWriter::new();
-        w.push(7u32, 4).unwrap();
+        w.push(&7u32).unwrap();
         files
-            .write_map_output(ShuffleId(3), 0, &[w.finish().unwrap()], 0)
+            .write_map_output(ShuffleId(3), 0, &[w.finish()], 0)
             .unwrap();
         let addr = start(files, "127.0.0.1").unwrap();
         let f = TcpFetcher::new();
@@ -179,9 +179,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ember-bs-auth-{}", std::process::id()));
         let files = ShuffleFiles::new(&dir);
         let mut w = ChunkWriter::new();
-        w.push(9u32, 4).unwrap();
+        w.push(&9u32).unwrap();
         files
-            .write_map_output(ShuffleId(1), 0, &[w.finish().unwrap()], 0)
+            .write_map_output(ShuffleId(1), 0, &[w.finish()], 0)
             .unwrap();
         let secret = Secret::new("block secret").unwrap();
         let addr = start_with_auth(files, "127.0.0.1", Some(secret.clone())).unwrap();

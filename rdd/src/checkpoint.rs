@@ -86,11 +86,10 @@ fn write_partition<T: Data>(dir: &Path, tc: &TaskContext, records: BoxIter<T>) -
         std::fs::create_dir_all(dir)
             .map_err(|e| EmberError::io(dir, "create checkpoint folder", e))?;
         let mut w = ChunkWriter::new();
-        let size = std::mem::size_of::<T>().max(16);
         for r in records {
-            w.push(r, size)?;
+            w.push(&r)?;
         }
-        let bytes = w.finish()?;
+        let bytes = w.finish();
         let path = dir.join(format!("part-{:05}", tc.partition));
         let tmp = dir.join(format!(".part-{:05}.{}.tmp", tc.partition, tc.task_id.0));
         std::fs::write(&tmp, &bytes).map_err(|e| EmberError::io(&tmp, "write checkpoint", e))?;

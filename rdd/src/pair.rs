@@ -179,6 +179,33 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             .map_partitions(|it: BoxIter<(K, V)>| group_values(it))
     }
 
+    /// `f(key, values)` once per key, where `values` streams the key's
+    /// values in arrival order instead of collecting them: each
+    /// partition is sorted by key with spilling and the groups are read
+    /// off the merged runs, so a key with more values than fit in memory
+    /// works (Spark's `mapGroups` on a grouped Dataset). Values `f` does
+    /// not read are skipped. Keys come out in ascending order within
+    /// each of the default number of hash partitions.
+    pub fn map_groups<U: Data, F>(&self, f: F) -> Rdd<(K, U)>
+    where
+        F: Fn(&K, &mut dyn Iterator<Item = V>) -> U + UserFn,
+    {
+        self.map_groups_into(f, self.default_partitions())
+    }
+
+    /// `map_groups` into `partitions` hash partitions.
+    pub fn map_groups_into<U: Data, F>(&self, f: F, partitions: usize) -> Rdd<(K, U)>
+    where
+        F: Fn(&K, &mut dyn Iterator<Item = V>) -> U + UserFn,
+    {
+        self.partition_by(Partitioner::Hash(partitions.max(1)))
+            .map_partitions(move |it: BoxIter<(K, V)>| {
+                let sorted =
+                    crate::spill::sort_records(it, true).unwrap_or_else(|e| crate::task::throw(e));
+                crate::spill::Groups::new(sorted, f)
+            })
+    }
+
     /// Pairs sorted by key into `partitions` range partitions (a sampling
     /// job chooses the ranges first, as Spark does).
     pub fn sort_by_key(&self, ascending: bool, partitions: usize) -> Result<Rdd<(K, V)>> {

@@ -2,6 +2,7 @@
 //! records into one segment per reduce partition) and the reduce side (an
 //! RDD that reads its segment from every map output).
 
+use crate::map_output::MapOutputBuffer;
 use crate::node::{erase_rdd, parent, ship_node};
 use crate::node::{
     iterator, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable, ShippedBody,
@@ -9,7 +10,7 @@ use crate::node::{
 use crate::stage::{ship_root, ShippableRoot, StageRoot};
 use crate::task::{TaskContext, TaskOutput, TaskRoot};
 use ember_core::{Data, EmberError, ExecutorId, Partitioner, Result, ShuffleId};
-use ember_shuffle::{ChunkWriter, MapStatus};
+use ember_shuffle::MapStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -73,7 +74,8 @@ impl<K: Key, V: Data> ShuffleDep for ShuffleDependency<K, V> {
 }
 
 /// The map side of a shuffle: partitions, serializes and writes one
-/// partition's records.
+/// partition's records, spilling its buffers when execution memory runs
+/// out (see `map_output.rs`).
 pub struct ShuffleWriteRoot<K, V> {
     parent: Arc<dyn Compute<(K, V)>>,
     body: (ShuffleId, Partitioner<K>),
@@ -105,24 +107,13 @@ impl<K: Key, V: Data> TaskRoot for ShuffleWriteRoot<K, V> {
     fn run(&self, tc: &TaskContext) -> Result<TaskOutput> {
         let (shuffle, partitioner) = &self.body;
         let n = partitioner.num_partitions();
-        let mut writers: Vec<ChunkWriter<(K, V)>> = (0..n).map(|_| ChunkWriter::new()).collect();
-        let record_bytes = std::mem::size_of::<(K, V)>().max(16);
+        let mut buffer = MapOutputBuffer::<(K, V)>::new(n);
         let mut written = 0u64;
-        for (k, v) in iterator(&self.parent, tc.partition, tc)? {
-            let r = partitioner.partition(&k);
-            writers[r].push((k, v), record_bytes)?;
+        for record in iterator(&self.parent, tc.partition, tc)? {
+            buffer.push(partitioner.partition(&record.0), &record)?;
             written += 1;
         }
-        let segments = writers
-            .into_iter()
-            .map(ChunkWriter::finish)
-            .collect::<Result<Vec<_>>>()?;
-        let sizes = tc.env.shuffle_files.write_map_output(
-            *shuffle,
-            tc.partition,
-            &segments,
-            tc.task_id.0,
-        )?;
+        let sizes = buffer.write(&tc.env.shuffle_files, *shuffle, tc.partition, tc.task_id.0)?;
         tc.record(|m| {
             m.shuffle_records_written += written;
             m.shuffle_bytes_written += sizes.iter().sum::<u64>();
@@ -261,7 +252,8 @@ impl<K: Key, V: Data> Compute<(K, V)> for ShuffledNode<K, V> {
 }
 
 /// A reduce partition's records, decoded one chunk at a time from the
-/// segments of every map output, in map order.
+/// segments of every map output, in map order (local segments are also
+/// read from disk a chunk at a time).
 struct SegmentStream<K, V> {
     env: Arc<crate::task::TaskEnv>,
     /// Map output locations by shuffle (shared by the stage's tasks).
@@ -270,8 +262,8 @@ struct SegmentStream<K, V> {
     reduce: usize,
     /// Segments still to read: fetched bytes, or `None` to read locally.
     sources: std::collections::VecDeque<(usize, Option<Vec<u8>>)>,
-    /// The segment being read: map, bytes, read position.
-    current: Option<(usize, Vec<u8>, usize)>,
+    /// The segment being read, and its map.
+    current: Option<(usize, Segment)>,
     buffer: std::vec::IntoIter<(K, V)>,
 }
 
@@ -294,46 +286,72 @@ impl<K: Key, V: Data> SegmentStream<K, V> {
     /// Decodes the next chunk into the buffer; false at the end.
     fn refill(&mut self) -> Result<bool> {
         loop {
-            if let Some((map, seg, pos)) = &mut self.current {
-                if *pos < seg.len() {
-                    let map = *map;
-                    let what = format!(
-                        "shuffle {} map {map} reduce {}",
-                        self.shuffle.0, self.reduce
-                    );
-                    let rest = &seg[*pos..];
-                    if rest.len() < 4 {
-                        return Err(self.failed(map, format!("{what}: truncated chunk header")));
+            if let Some((map, seg)) = &mut self.current {
+                let map = *map;
+                let what = format!(
+                    "shuffle {} map {map} reduce {}",
+                    self.shuffle.0, self.reduce
+                );
+                let decode = |block: &[u8]| -> Result<Vec<(K, V)>> {
+                    ember_core::codec::decompress_block(block, &what)
+                        .and_then(|raw| ember_core::codec::decode(&raw, &what))
+                };
+                let records = match seg {
+                    Segment::Fetched(bytes, pos) => {
+                        let rest = &bytes[(*pos).min(bytes.len())..];
+                        if rest.is_empty() {
+                            None
+                        } else if rest.len() < 4 {
+                            Some(Err(EmberError::codec(&what, "truncated chunk header")))
+                        } else {
+                            let len =
+                                u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                            if rest.len() < 4 + len {
+                                Some(Err(EmberError::codec(&what, "truncated chunk")))
+                            } else {
+                                *pos += 4 + len;
+                                Some(decode(&rest[4..4 + len]))
+                            }
+                        }
                     }
-                    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                    if rest.len() < 4 + len {
-                        return Err(self.failed(map, format!("{what}: truncated chunk")));
+                    Segment::Local(reader) => reader
+                        .next_block()
+                        .map(|block| block.map(|b| decode(&b)))
+                        .unwrap_or_else(|e| Some(Err(e))),
+                };
+                match records {
+                    None => self.current = None,
+                    Some(records) => {
+                        let records = records.map_err(|e| self.failed(map, e.to_string()))?;
+                        let n = records.len() as u64;
+                        crate::task::record_side_metrics(|m| m.shuffle_records_read += n);
+                        self.buffer = records.into_iter();
+                        return Ok(true);
                     }
-                    let records: Result<Vec<(K, V)>> =
-                        ember_core::codec::decompress_block(&rest[4..4 + len], &what)
-                            .and_then(|raw| ember_core::codec::decode(&raw, &what));
-                    *pos += 4 + len;
-                    let records = records.map_err(|e| self.failed(map, e.to_string()))?;
-                    let n = records.len() as u64;
-                    crate::task::record_side_metrics(|m| m.shuffle_records_read += n);
-                    self.buffer = records.into_iter();
-                    return Ok(true);
                 }
             }
             let Some((map, source)) = self.sources.pop_front() else {
                 return Ok(false);
             };
             let seg = match source {
-                Some(bytes) => bytes,
-                None => self
-                    .env
-                    .shuffle_files
-                    .read_segment(self.shuffle, map, self.reduce)
-                    .map_err(|e| self.failed(map, e.to_string()))?,
+                Some(bytes) => Segment::Fetched(bytes, 0),
+                None => Segment::Local(
+                    self.env
+                        .shuffle_files
+                        .open_segment(self.shuffle, map, self.reduce)
+                        .map_err(|e| self.failed(map, e.to_string()))?,
+                ),
             };
-            self.current = Some((map, seg, 0));
+            self.current = Some((map, seg));
         }
     }
+}
+
+/// A map output's segment being read: fetched bytes and the read
+/// position, or a local file read a chunk at a time.
+enum Segment {
+    Fetched(Vec<u8>, usize),
+    Local(ember_shuffle::SegmentReader),
 }
 
 impl<K: Key, V: Data> Iterator for SegmentStream<K, V> {

@@ -7,17 +7,16 @@
 use crate::node::BoxIter;
 use crate::shuffled::Key;
 use crate::task::{current_env, record_side_metrics, throw, TaskEnv};
-use ember_core::codec::{self, compress_block, decompress_block};
+use ember_core::codec::{self, decompress_block};
 use ember_core::{Data, EmberError, Result};
+use ember_shuffle::ChunkWriter;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
-/// Records per spill chunk.
-const CHUNK_RECORDS: usize = 8192;
 /// How often (in inserted records) the size estimate is checked.
 const CHECK_EVERY: usize = 1024;
 
@@ -62,7 +61,8 @@ impl MemoryGrant {
         self.granted = 0;
     }
 
-    fn spill_dir(&self) -> Option<PathBuf> {
+    /// Where the task's spill files go (none outside tasks).
+    pub(crate) fn spill_dir(&self) -> Option<PathBuf> {
         self.env
             .as_ref()
             .map(|e| e.shuffle_files.dir().join("spill"))
@@ -112,28 +112,51 @@ impl Drop for SpillFile {
     }
 }
 
-/// Writes `records` (already sorted by key) as a run of chunks.
-pub fn write_run<T: Data>(dir: &PathBuf, records: Vec<T>) -> Result<SpillFile> {
-    std::fs::create_dir_all(dir).map_err(|e| EmberError::io(dir, "create spill folder", e))?;
-    let path = dir.join(format!(
-        "spill-{}-{}",
-        std::process::id(),
-        NEXT_SPILL.fetch_add(1, AtomicOrdering::Relaxed)
-    ));
-    let file = SpillFile { path: path.clone() };
-    let f =
-        std::fs::File::create(&path).map_err(|e| EmberError::io(&path, "create spill file", e))?;
-    let mut w = BufWriter::new(f);
-    let mut written = 0u64;
-    for chunk in records.chunks(CHUNK_RECORDS) {
-        let block = compress_block(&codec::encode(chunk)?);
-        w.write_all(&(block.len() as u32).to_le_bytes())
-            .and_then(|()| w.write_all(&block))
-            .map_err(|e| EmberError::io(&path, "write spill file", e))?;
-        written += 4 + block.len() as u64;
+impl SpillFile {
+    /// A new, empty spill file under `dir`, open for writing; it is
+    /// deleted when the returned guard is dropped (also when the task
+    /// fails or panics).
+    pub(crate) fn create(dir: &Path) -> Result<(SpillFile, std::fs::File)> {
+        std::fs::create_dir_all(dir).map_err(|e| EmberError::io(dir, "create spill folder", e))?;
+        let path = dir.join(format!(
+            "spill-{}-{}",
+            std::process::id(),
+            NEXT_SPILL.fetch_add(1, AtomicOrdering::Relaxed)
+        ));
+        let f = std::fs::File::create(&path)
+            .map_err(|e| EmberError::io(&path, "create spill file", e))?;
+        Ok((SpillFile { path }, f))
     }
+
+    /// The file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Writes `records` (already sorted by key) as a run of chunks of about
+/// a megabyte each (so reading a run back holds one such chunk, however
+/// large its records are).
+pub fn write_run<T: Data>(dir: &Path, records: Vec<T>) -> Result<SpillFile> {
+    let (file, f) = SpillFile::create(dir)?;
+    let mut w = BufWriter::new(f);
+    let mut chunks = ChunkWriter::new();
+    let mut written = 0u64;
+    let mut write = |bytes: Vec<u8>| -> Result<()> {
+        written += bytes.len() as u64;
+        w.write_all(&bytes)
+            .map_err(|e| EmberError::io(&file.path, "write spill file", e))
+    };
+    for record in records {
+        chunks.push(&record)?;
+        let done = chunks.take_finished();
+        if !done.is_empty() {
+            write(done)?;
+        }
+    }
+    write(chunks.finish())?;
     w.flush()
-        .map_err(|e| EmberError::io(&path, "write spill file", e))?;
+        .map_err(|e| EmberError::io(&file.path, "write spill file", e))?;
     record_side_metrics(|m| m.spill_disk_bytes += written);
     Ok(file)
 }
@@ -420,12 +443,18 @@ pub fn sort_records<K: Key, V: Data>(
     let mut estimate = SizeEstimate::default();
     let mut buffer: Vec<(K, V)> = Vec::new();
     let mut runs = Vec::new();
+    // The size is sampled and checked each time the buffer grew by a
+    // tenth (as Spark's SizeTracker): a check per thousand records would
+    // let a buffer of whole volumes grow by gigabytes between checks.
+    let mut next_check = 0usize;
     for record in records {
-        if buffer.len().is_multiple_of(CHECK_EVERY) {
+        let check = buffer.len() >= next_check;
+        if check {
             estimate.sample(&record);
         }
         buffer.push(record);
-        if buffer.len().is_multiple_of(CHECK_EVERY) {
+        if check {
+            next_check = buffer.len() + buffer.len() / 10;
             let needed = estimate.bytes::<(K, V)>(buffer.len());
             if !grant.ensure(needed)? {
                 if let Some(dir) = grant.spill_dir() {
@@ -433,6 +462,7 @@ pub fn sort_records<K: Key, V: Data>(
                     runs.push(write_run(&dir, std::mem::take(&mut buffer))?);
                     record_side_metrics(|m| m.spill_memory_bytes += needed);
                     grant.release();
+                    next_check = 0;
                 }
             }
         }
@@ -445,4 +475,60 @@ pub fn sort_records<K: Key, V: Data>(
         runs.push(write_run(&dir, buffer)?);
     }
     Ok(Box::new(MergedRuns::ordered(runs, !ascending)?))
+}
+
+/// `(key, f(key, values))` for each run of equal keys of a stream sorted
+/// by key, handing `f` the run's values as an iterator over the stream
+/// itself (never collected).
+pub struct Groups<K, V, F> {
+    records: std::iter::Peekable<BoxIter<(K, V)>>,
+    f: F,
+}
+
+impl<K, V, F> Groups<K, V, F> {
+    /// Groups of `sorted`, a stream sorted by key.
+    pub fn new(sorted: BoxIter<(K, V)>, f: F) -> Self {
+        Groups {
+            records: sorted.peekable(),
+            f,
+        }
+    }
+}
+
+/// The values of one key, read from the sorted stream as they are asked
+/// for.
+struct GroupValues<'a, K, V> {
+    key: &'a K,
+    first: Option<V>,
+    records: &'a mut std::iter::Peekable<BoxIter<(K, V)>>,
+}
+
+impl<K: Eq, V> Iterator for GroupValues<'_, K, V> {
+    type Item = V;
+    fn next(&mut self) -> Option<V> {
+        if let Some(v) = self.first.take() {
+            return Some(v);
+        }
+        match self.records.peek() {
+            Some((k, _)) if k == self.key => self.records.next().map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+impl<K: Eq, V, U, F: Fn(&K, &mut dyn Iterator<Item = V>) -> U> Iterator for Groups<K, V, F> {
+    type Item = (K, U);
+    fn next(&mut self) -> Option<(K, U)> {
+        let (key, first) = self.records.next()?;
+        let mut values = GroupValues {
+            key: &key,
+            first: Some(first),
+            records: &mut self.records,
+        };
+        let out = (self.f)(&key, &mut values);
+        // Skip what `f` left unread.
+        values.first = None;
+        values.for_each(drop);
+        Some((key, out))
+    }
 }

@@ -8,14 +8,22 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// Records per chunk are flushed once this many raw bytes accumulate.
+/// A chunk is cut once this many encoded bytes accumulate.
 const CHUNK_BYTES: usize = 1 << 20;
 
+/// Room kept at the front of the encoded records for the array header
+/// written when the chunk is cut (at most 5 bytes).
+const HEADER_ROOM: usize = 5;
+
 /// Serializes records of one reduce partition into compressed chunks.
+/// Records are encoded as they arrive, so what the writer holds is bytes
+/// it can count exactly, not records whose size it would have to guess.
 pub struct ChunkWriter<T> {
-    pending: Vec<T>,
-    pending_bytes: usize,
+    /// `HEADER_ROOM` bytes, then the encoded records of the open chunk.
+    pending: Vec<u8>,
+    pending_records: u32,
     out: Vec<u8>,
+    _records: std::marker::PhantomData<fn(T)>,
 }
 
 impl<T: Serialize> Default for ChunkWriter<T> {
@@ -29,40 +37,62 @@ impl<T: Serialize> ChunkWriter<T> {
     pub fn new() -> Self {
         ChunkWriter {
             pending: Vec::new(),
-            pending_bytes: 0,
+            pending_records: 0,
             out: Vec::new(),
+            _records: std::marker::PhantomData,
         }
     }
 
-    /// Adds a record; `approx_bytes` is the caller's size estimate, used
-    /// only to decide when to cut a chunk.
-    pub fn push(&mut self, record: T, approx_bytes: usize) -> Result<()> {
-        self.pending.push(record);
-        self.pending_bytes += approx_bytes;
-        if self.pending_bytes >= CHUNK_BYTES {
-            self.flush()?;
+    /// Adds a record.
+    pub fn push(&mut self, record: &T) -> Result<()> {
+        if self.pending.is_empty() {
+            self.pending.resize(HEADER_ROOM, 0);
+        }
+        codec::encode_into(&mut self.pending, record)?;
+        self.pending_records += 1;
+        if self.pending.len() >= CHUNK_BYTES {
+            self.flush();
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+    /// Memory the writer holds: the open chunk and the finished ones.
+    pub fn memory_bytes(&self) -> usize {
+        self.pending.capacity() + self.out.capacity()
+    }
+
+    fn flush(&mut self) {
+        if self.pending_records == 0 {
+            return;
         }
-        let raw = codec::encode(&self.pending)?;
-        let block = compress_block(&raw);
+        let (header, len) = codec::seq_header(self.pending_records);
+        let start = HEADER_ROOM - len;
+        self.pending[start..HEADER_ROOM].copy_from_slice(&header[..len]);
+        let block = compress_block(&self.pending[start..]);
         self.out
             .extend_from_slice(&(block.len() as u32).to_le_bytes());
         self.out.extend_from_slice(&block);
         self.pending.clear();
-        self.pending_bytes = 0;
-        Ok(())
+        self.pending_records = 0;
+    }
+
+    /// The chunks cut so far (the open one stays), for writers that
+    /// stream chunks to a file as they are made.
+    pub fn take_finished(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The chunks so far, the open one cut; the writer is left empty and
+    /// holding no memory (how a spilling map task empties its buffers).
+    pub fn take_chunks(&mut self) -> Vec<u8> {
+        self.flush();
+        self.pending = Vec::new();
+        std::mem::take(&mut self.out)
     }
 
     /// The segment bytes: every chunk, in order.
-    pub fn finish(mut self) -> Result<Vec<u8>> {
-        self.flush()?;
-        Ok(self.out)
+    pub fn finish(mut self) -> Vec<u8> {
+        self.take_chunks()
     }
 }
 
@@ -114,9 +144,7 @@ impl ShuffleFiles {
     }
 
     /// Writes the output of one map task: `segments[r]` for reduce
-    /// partition `r`. Both files are written under temporary names and
-    /// renamed, so a reader never sees half an output. Returns the size of
-    /// each segment.
+    /// partition `r`. Returns the size of each segment.
     pub fn write_map_output(
         &self,
         shuffle: ShuffleId,
@@ -124,31 +152,55 @@ impl ShuffleFiles {
         segments: &[Vec<u8>],
         attempt: u64,
     ) -> Result<Vec<u64>> {
+        self.write_map_output_with(shuffle, map, attempt, segments.len(), |r, out| {
+            out.write_all(&segments[r])
+        })
+    }
+
+    /// Writes the output of one map task whose `reduces` segments are
+    /// produced by `segment(r, out)`, in order, each written to `out`.
+    /// Both files are written under temporary names and renamed, so a
+    /// reader never sees half an output; the temporary files are removed
+    /// if writing fails (or panics). Returns the size of each segment.
+    pub fn write_map_output_with(
+        &self,
+        shuffle: ShuffleId,
+        map: usize,
+        attempt: u64,
+        reduces: usize,
+        mut segment: impl FnMut(usize, &mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<Vec<u64>> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| EmberError::io(&self.dir, "create shuffle folder", e))?;
         let data = self.data_path(shuffle, map);
         let index = self.index_path(shuffle, map);
-        let tmp_data = data.with_extension(format!("data.tmp{attempt}"));
-        let tmp_index = index.with_extension(format!("index.tmp{attempt}"));
-        let mut offsets = Vec::with_capacity(segments.len() + 1);
-        let mut pos = 0u64;
-        offsets.push(pos);
+        let tmp = TempFiles(vec![
+            data.with_extension(format!("data.tmp{attempt}")),
+            index.with_extension(format!("index.tmp{attempt}")),
+        ]);
+        let (tmp_data, tmp_index) = (&tmp.0[0], &tmp.0[1]);
+        let mut offsets = Vec::with_capacity(reduces + 1);
+        offsets.push(0u64);
         {
-            let mut f =
-                File::create(&tmp_data).map_err(|e| EmberError::io(&tmp_data, "create", e))?;
-            for s in segments {
-                f.write_all(s)
-                    .map_err(|e| EmberError::io(&tmp_data, "write", e))?;
-                pos += s.len() as u64;
-                offsets.push(pos);
+            let f = File::create(tmp_data).map_err(|e| EmberError::io(tmp_data, "create", e))?;
+            let mut w = Counting {
+                inner: std::io::BufWriter::with_capacity(1 << 20, f),
+                written: 0,
+            };
+            for r in 0..reduces {
+                segment(r, &mut w).map_err(|e| EmberError::io(tmp_data, "write", e))?;
+                offsets.push(w.written);
             }
+            w.inner
+                .flush()
+                .map_err(|e| EmberError::io(tmp_data, "write", e))?;
         }
         let index_bytes: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-        std::fs::write(&tmp_index, index_bytes)
-            .map_err(|e| EmberError::io(&tmp_index, "write", e))?;
-        std::fs::rename(&tmp_index, &index).map_err(|e| EmberError::io(&index, "rename", e))?;
-        std::fs::rename(&tmp_data, &data).map_err(|e| EmberError::io(&data, "rename", e))?;
-        Ok(segments.iter().map(|s| s.len() as u64).collect())
+        std::fs::write(tmp_index, index_bytes)
+            .map_err(|e| EmberError::io(tmp_index, "write", e))?;
+        std::fs::rename(tmp_index, &index).map_err(|e| EmberError::io(&index, "rename", e))?;
+        std::fs::rename(tmp_data, &data).map_err(|e| EmberError::io(&data, "rename", e))?;
+        Ok(offsets.windows(2).map(|w| w[1] - w[0]).collect())
     }
 
     /// Reads the segment of reduce partition `reduce` from a map output
@@ -159,6 +211,26 @@ impl ShuffleFiles {
             &self.data_path(shuffle, map),
             reduce,
         )
+    }
+
+    /// Opens the segment of reduce partition `reduce` of a map output
+    /// written here, to be read one chunk at a time.
+    pub fn open_segment(
+        &self,
+        shuffle: ShuffleId,
+        map: usize,
+        reduce: usize,
+    ) -> Result<SegmentReader> {
+        let index = self.index_path(shuffle, map);
+        let data = self.data_path(shuffle, map);
+        let (start, end) = segment_range(&index, reduce)?;
+        let mut f = File::open(&data).map_err(|e| EmberError::io(&data, "open", e))?;
+        f.seek(SeekFrom::Start(start))
+            .map_err(|e| EmberError::io(&data, "read", e))?;
+        Ok(SegmentReader {
+            inner: std::io::BufReader::with_capacity(1 << 16, f).take(end - start),
+            path: data,
+        })
     }
 
     /// Deletes the files of `shuffle`.
@@ -174,8 +246,73 @@ impl ShuffleFiles {
     }
 }
 
-/// Reads one reduce partition's segment through an index file.
-pub fn read_segment(index: &Path, data: &Path, reduce: usize) -> Result<Vec<u8>> {
+/// Files removed when dropped (those already renamed are gone anyway).
+struct TempFiles(Vec<PathBuf>);
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A writer that counts the bytes through it.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// One reduce partition's segment of a map output on local disk, read a
+/// chunk at a time (so a reducer holds one chunk of it, not all of it).
+pub struct SegmentReader {
+    inner: std::io::Take<std::io::BufReader<File>>,
+    path: PathBuf,
+}
+
+impl SegmentReader {
+    /// The next chunk's checksummed lz4 block, or `None` at the end of
+    /// the segment.
+    pub fn next_block(&mut self) -> Result<Option<Vec<u8>>> {
+        if self.inner.limit() == 0 {
+            return Ok(None);
+        }
+        let read_err = |e| EmberError::io(&self.path, "read", e);
+        let mut len = [0u8; 4];
+        if self.inner.limit() < 4 {
+            return Err(EmberError::codec(
+                self.path.display().to_string(),
+                "truncated chunk header",
+            ));
+        }
+        self.inner.read_exact(&mut len).map_err(read_err)?;
+        let len = u32::from_le_bytes(len) as u64;
+        if len > self.inner.limit() {
+            return Err(EmberError::codec(
+                self.path.display().to_string(),
+                "truncated chunk",
+            ));
+        }
+        let mut block = vec![0u8; len as usize];
+        self.inner.read_exact(&mut block).map_err(read_err)?;
+        Ok(Some(block))
+    }
+}
+
+/// The byte range of reduce partition `reduce`'s segment, from an index
+/// file.
+fn segment_range(index: &Path, reduce: usize) -> Result<(u64, u64)> {
     let mut idx = File::open(index).map_err(|e| EmberError::io(index, "open", e))?;
     let mut pair = [0u8; 16];
     idx.seek(SeekFrom::Start(reduce as u64 * 8))
@@ -189,6 +326,12 @@ pub fn read_segment(index: &Path, data: &Path, reduce: usize) -> Result<Vec<u8>>
             "index offsets decrease",
         ));
     }
+    Ok((start, end))
+}
+
+/// Reads one reduce partition's segment through an index file.
+pub fn read_segment(index: &Path, data: &Path, reduce: usize) -> Result<Vec<u8>> {
+    let (start, end) = segment_range(index, reduce)?;
     let mut f = File::open(data).map_err(|e| EmberError::io(data, "open", e))?;
     let mut buf = vec![0u8; (end - start) as usize];
     f.seek(SeekFrom::Start(start))
@@ -209,9 +352,9 @@ mod tests {
         for r in 0..3u32 {
             let mut w = ChunkWriter::new();
             for i in 0..(r * 1000) {
-                w.push((r, i), 8).unwrap();
+                w.push(&(r, i)).unwrap();
             }
-            segs.push(w.finish().unwrap());
+            segs.push(w.finish());
         }
         let sizes = files.write_map_output(ShuffleId(1), 0, &segs, 0).unwrap();
         assert_eq!(sizes[0], 0);
@@ -220,18 +363,85 @@ mod tests {
             let recs: Vec<(u32, u32)> = segment_records(&seg, "t").unwrap();
             assert_eq!(recs.len(), (r * 1000) as usize);
             assert!(recs.iter().all(|(k, _)| *k == r));
+            // Read chunk by chunk, the segment is the same bytes.
+            let mut reader = files.open_segment(ShuffleId(1), 0, r as usize).unwrap();
+            let mut chunked = Vec::new();
+            while let Some(block) = reader.next_block().unwrap() {
+                chunked.extend_from_slice(&(block.len() as u32).to_le_bytes());
+                chunked.extend_from_slice(&block);
+            }
+            assert_eq!(chunked, seg);
         }
         files.remove_shuffle(ShuffleId(1));
         assert!(files.read_segment(ShuffleId(1), 0, 0).is_err());
     }
 
     #[test]
+    fn a_segment_may_be_written_in_pieces() {
+        // A spilling map task writes a reduce partition's chunks in
+        // several pieces; concatenated, they are one segment.
+        let dir = tempfile::tempdir().unwrap();
+        let files = ShuffleFiles::new(dir.path());
+        let mut w = ChunkWriter::new();
+        let mut pieces = Vec::new();
+        for i in 0..300_000u64 {
+            w.push(&(i, format!("{i}"))).unwrap();
+            if i % 100_000 == 50_000 {
+                pieces.push(w.take_chunks());
+            }
+        }
+        pieces.push(w.finish());
+        assert!(pieces.iter().all(|p| !p.is_empty()));
+        let sizes = files
+            .write_map_output_with(ShuffleId(2), 0, 0, 2, |r, out| {
+                if r == 1 {
+                    for p in &pieces {
+                        out.write_all(p)?;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(sizes[0], 0);
+        assert_eq!(sizes[1], pieces.iter().map(|p| p.len() as u64).sum::<u64>());
+        let seg = files.read_segment(ShuffleId(2), 0, 1).unwrap();
+        let recs: Vec<(u64, String)> = segment_records(&seg, "t").unwrap();
+        assert_eq!(recs.len(), 300_000);
+        assert!(recs
+            .iter()
+            .enumerate()
+            .all(|(i, (n, s))| *n == i as u64 && *s == format!("{i}")));
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn a_failed_map_output_leaves_no_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ShuffleFiles::new(dir.path());
+        let err = files
+            .write_map_output_with(ShuffleId(4), 0, 0, 3, |r, out| {
+                out.write_all(b"x")?;
+                if r == 1 {
+                    return Err(std::io::Error::other("disk full"));
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
     fn a_corrupted_segment_is_an_error_not_data() {
         let mut w = ChunkWriter::new();
         for i in 0..100u64 {
-            w.push(i, 8).unwrap();
+            w.push(&i).unwrap();
         }
-        let mut seg = w.finish().unwrap();
+        let mut seg = w.finish();
         let n = seg.len();
         seg[n / 2] ^= 1;
         assert!(segment_records::<u64>(&seg, "t").is_err());

@@ -9,5 +9,5 @@
 pub mod files;
 pub mod tracker;
 
-pub use files::{read_segment, segment_records, ChunkWriter, ShuffleFiles};
+pub use files::{read_segment, segment_records, ChunkWriter, SegmentReader, ShuffleFiles};
 pub use tracker::{MapOutputTracker, MapStatus};

@@ -104,3 +104,211 @@ fn sort_by_key_over_budget_spills_and_keeps_total_order() {
         assert!(m.spill_disk_bytes > 0, "expected a spill: {m:?}");
     }
 }
+
+/// A well-mixed 64-bit hash of `x` (splitmix64), so records compress
+/// poorly and their shuffle output is as large as it looks.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Files under `dir` whose name starts with `prefix`, at any depth.
+fn files_named(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            found.extend(files_named(&path, prefix));
+        } else if e.file_name().to_string_lossy().starts_with(prefix) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Per reduce partition: its index, record count, and a hash of its
+/// records in the order they arrive (map order, then each map task's
+/// order), so a reordering, loss or duplicate changes it.
+fn shuffle_digest(ctx: &Context) -> (Vec<(usize, u64, u64)>, ember_driver::rdd::task::TaskMetrics) {
+    let digest = ctx
+        .range(0, 2_000_000, 1, 4)
+        .unwrap()
+        .map(|x| {
+            let x = x as u64;
+            (mix(x) % 10_007, [mix(x + 1), mix(x + 2), mix(x + 3), x])
+        })
+        .partition_by(Partitioner::Hash(3))
+        .map_partitions_with_index(|p, it: BoxIter<(u64, [u64; 4])>| {
+            let (mut n, mut h) = (0u64, 0u64);
+            for (k, v) in it {
+                n += 1;
+                h = mix(h ^ k ^ v[0] ^ v[1].rotate_left(7) ^ v[2].rotate_left(13) ^ v[3]);
+            }
+            [(p, n, h)]
+        })
+        .collect()
+        .unwrap();
+    let metrics = ctx.job_reports().last().unwrap().metrics.clone();
+    (digest, metrics)
+}
+
+#[test]
+fn map_tasks_whose_output_exceeds_the_budget_spill_and_write_the_same_output() {
+    // Reference: plenty of memory, nothing spills.
+    let roomy = Context::builder()
+        .master("local[2]")
+        .conf("ember.executor.memory", "2g")
+        .build()
+        .unwrap();
+    let (expected, m) = shuffle_digest(&roomy);
+    roomy.stop();
+    assert_eq!(m.spill_disk_bytes, 0, "{m:?}");
+    assert_eq!(expected.iter().map(|d| d.1).sum::<u64>(), 2_000_000);
+    // Each of the 4 map tasks writes about 23 MB of barely compressible
+    // records; 64 MiB of executor memory leaves ~10 MiB of budget for
+    // the two running at once.
+    for master in ["local[2]", "local-cluster[2,1,64]"] {
+        let local = tempfile::tempdir().unwrap();
+        let ctx = Context::builder()
+            .master(master)
+            .conf("ember.executor.memory", "64m")
+            .conf("ember.local.dir", local.path().to_str().unwrap())
+            .build()
+            .unwrap();
+        let (got, m) = shuffle_digest(&ctx);
+        assert_eq!(got, expected, "{master}");
+        assert!(
+            m.spill_disk_bytes > 0 && m.spill_memory_bytes > 0,
+            "{master}: the map side should have spilled: {m:?}"
+        );
+        // The budget of 64m: (64m - 300m, at least 64m / 4) × 0.6.
+        let budget = (64u64 << 20) / 4 / 10 * 6;
+        assert!(
+            m.shuffle_bytes_written > 3 * budget,
+            "{master}: the map output should be several budgets: {m:?}"
+        );
+        // Spill files are gone once their task ended; the map outputs
+        // are still there for later jobs.
+        assert_eq!(
+            files_named(local.path(), "spill-"),
+            Vec::<std::path::PathBuf>::new()
+        );
+        assert!(
+            !files_named(local.path(), "shuffle_").is_empty(),
+            "{master}"
+        );
+        ctx.stop();
+    }
+}
+
+#[test]
+fn map_groups_streams_each_key_in_arrival_order_while_spilling() {
+    let ctx = small_memory("local[2]");
+    let pairs = ctx
+        .range(0, 600_000, 1, 4)
+        .unwrap()
+        .map(|x| ((mix(x as u64) % 500) as u32, x as u64));
+    // Odd keys read only their first two values: the rest are skipped,
+    // not handed to the next key.
+    let mut got = pairs
+        .map_groups_into(
+            |k: &u32, values: &mut dyn Iterator<Item = u64>| {
+                if k % 2 == 1 {
+                    values.take(2).collect::<Vec<u64>>()
+                } else {
+                    let (mut n, mut h) = (0u64, 0u64);
+                    for v in values {
+                        n += 1;
+                        h = mix(h ^ v);
+                    }
+                    vec![n, h]
+                }
+            },
+            3,
+        )
+        .collect()
+        .unwrap();
+    let m = ctx.job_reports().last().unwrap().metrics.clone();
+    assert!(m.spill_disk_bytes > 0, "expected a spill: {m:?}");
+    got.sort();
+    let mut expected = pairs
+        .group_by_key_into(3)
+        .map(|(k, vs): (u32, Vec<u64>)| {
+            if k % 2 == 1 {
+                (k, vs[..2].to_vec())
+            } else {
+                let h = vs.iter().fold(0u64, |h, v| mix(h ^ v));
+                (k, vec![vs.len() as u64, h])
+            }
+        })
+        .collect()
+        .unwrap();
+    expected.sort();
+    assert_eq!(got.len(), 500);
+    assert_eq!(got, expected);
+}
+
+/// Everything under `dir`, at any depth.
+fn entries_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            found.extend(entries_under(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
+#[test]
+fn spill_shuffle_and_block_files_are_gone_when_the_application_ends() {
+    for master in ["local[2]", "local-cluster[2,1,64]"] {
+        let local = tempfile::tempdir().unwrap();
+        let ctx = Context::builder()
+            .master(master)
+            .conf("ember.executor.memory", "64m")
+            .conf("ember.local.dir", local.path().to_str().unwrap())
+            .build()
+            .unwrap();
+        let pairs = ctx
+            .range(0, 600_000, 1, 4)
+            .unwrap()
+            .map(|x| ((x % 1000) as u64, [mix(x as u64), x as u64]))
+            .persist(StorageLevel::DiskOnly);
+        let groups = pairs
+            .group_by_key_into(2)
+            .map_values(|vs: Vec<[u64; 2]>| vs.len())
+            .count()
+            .unwrap();
+        assert_eq!(groups, 1000, "{master}");
+        let m = ctx.job_reports().last().unwrap().metrics.clone();
+        assert!(m.spill_disk_bytes > 0, "{master}: expected a spill: {m:?}");
+        // While the application runs, its map outputs and cached blocks
+        // are on disk under the local dir.
+        let during = entries_under(local.path());
+        assert!(
+            during
+                .iter()
+                .any(|p| p.to_string_lossy().contains("shuffle_")),
+            "{master}: {during:?}"
+        );
+        assert!(
+            during
+                .iter()
+                .any(|p| p.to_string_lossy().contains("blocks")),
+            "{master}: {during:?}"
+        );
+        ctx.stop();
+        assert_eq!(
+            entries_under(local.path()),
+            Vec::<std::path::PathBuf>::new(),
+            "{master}: files left after stop"
+        );
+    }
+}
