@@ -73,6 +73,41 @@ pub struct JobReport {
     pub metrics: TaskMetrics,
 }
 
+impl std::fmt::Display for JobReport {
+    /// The job summary the driver prints after each job (with
+    /// `ember.ui.showJobSummary`): time, stages, tasks, and the summed
+    /// task metrics that show what the job moved, cached and spilled.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::ui::html::bytes;
+        let m = &self.metrics;
+        let job = self
+            .job
+            .map_or_else(|| "?".to_string(), |j| j.0.to_string());
+        write!(
+            f,
+            "job {job}: {:.3} s, {} stages run, {} skipped, {} tasks ({} failed); \
+             shuffle write {} records / {}, read {} records / {} ({} remote); \
+             cache {} hits / {} misses; spill {} in memory / {} on disk; \
+             peak execution memory {}",
+            self.seconds,
+            self.stages_run.len(),
+            self.stages_skipped.len(),
+            self.tasks_launched,
+            self.tasks_failed,
+            m.shuffle_records_written,
+            bytes(m.shuffle_bytes_written),
+            m.shuffle_records_read,
+            bytes(m.shuffle_bytes_read),
+            bytes(m.shuffle_remote_bytes_read),
+            m.cache_hits,
+            m.cache_misses,
+            bytes(m.spill_memory_bytes),
+            bytes(m.spill_disk_bytes),
+            bytes(m.peak_execution_memory),
+        )
+    }
+}
+
 struct ShuffleStage {
     id: StageId,
     dep: Arc<dyn ShuffleDep>,
@@ -114,6 +149,8 @@ pub struct DagScheduler {
     next_blob: u64,
     reports: Vec<JobReport>,
     progress: ProgressBar,
+    /// Whether each job's summary is printed to stderr when it ends.
+    show_summary: bool,
     executor_wait: Duration,
     /// Where cached partitions live, as executors reported them.
     cache_locations: HashMap<(RddId, usize), ExecutorId>,
@@ -193,10 +230,17 @@ impl DagScheduler {
             next_blob: 0,
             reports: Vec::new(),
             progress: ProgressBar::new(show_progress),
+            show_summary: false,
             executor_wait,
             cache_locations: HashMap::new(),
             listener: None,
         }
+    }
+
+    /// Prints each job's summary (its [`JobReport`]) to stderr when the
+    /// job ends.
+    pub fn set_show_summary(&mut self, on: bool) {
+        self.show_summary = on;
     }
 
     /// The dispatcher (for executor housekeeping).
@@ -308,7 +352,10 @@ impl DagScheduler {
         let run: HashSet<StageId> = job.report.stages_run.iter().copied().collect();
         job.report.stages_skipped = ancestors.into_iter().filter(|s| !run.contains(s)).collect();
         job.report.seconds = start.elapsed().as_secs_f64();
-        tracing::debug!(job = id.0, report = ?job.report, "job finished");
+        tracing::info!(job = id.0, "{}", job.report);
+        if self.show_summary {
+            eprintln!("{}", job.report);
+        }
         self.reports.push(job.report.clone());
         self.note_job_end(&job, &outcome);
         outcome?;
@@ -681,7 +728,13 @@ impl DagScheduler {
         holder: &ExecutorId,
         message: &str,
     ) -> Result<()> {
+        // As in Spark, a failed fetch makes every output of that shuffle on
+        // the holder suspect (a lost or damaged disk, a dead process), not
+        // only the one the reducer reached first: reducers stop at the
+        // first bad segment, so rerunning one map per stage attempt could
+        // use up the attempts before all damaged outputs are found.
         self.tracker.unregister_map_output(shuffle, map);
+        self.tracker.remove_shuffle_outputs_on(shuffle, holder);
         if let Some(stage) = job.running.remove(&key) {
             self.dispatcher.forget_stage(stage.blob.id);
             let failure = format!("fetch failed: {shuffle} map {map} on {holder}: {message}");

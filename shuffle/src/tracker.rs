@@ -49,6 +49,23 @@ impl MapOutputTracker {
         }
     }
 
+    /// Forgets every output of `shuffle` held by `executor`; returns how
+    /// many.
+    pub fn remove_shuffle_outputs_on(
+        &mut self,
+        shuffle: ShuffleId,
+        executor: &ExecutorId,
+    ) -> usize {
+        let mut n = 0;
+        for s in self.outputs.get_mut(&shuffle).into_iter().flatten() {
+            if s.as_ref().is_some_and(|st| &st.executor == executor) {
+                *s = None;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Forgets every output held by `executor`; returns how many.
     pub fn remove_outputs_on(&mut self, executor: &ExecutorId) -> usize {
         let mut n = 0;

@@ -17,7 +17,9 @@ fn group_by_key_over_budget_spills_and_is_correct() {
     for master in ["local[2]", "local-cluster[2,1,64]"] {
         let start = std::time::Instant::now();
         let ctx = small_memory(master);
-        let n = 600_000u64;
+        // 2 M pairs of 16 bytes: each of the 2 reducers holds ~16 MB, over
+        // the ~10 MiB budget even alone in its executor.
+        let n = 2_000_000u64;
         let grouped = ctx
             .range(0, n as i64, 1, 4)
             .unwrap()
@@ -58,10 +60,26 @@ fn reduce_by_key_with_many_keys_spills_and_is_correct() {
     assert!(got
         .iter()
         .all(|(k, c)| *c == if *k < n % 300_000 { 4 } else { 3 }));
-    let m = ctx.job_reports().last().unwrap().metrics.clone();
+    let report = ctx.job_reports().pop().unwrap();
+    let m = report.metrics.clone();
     assert!(
         m.spill_disk_bytes > 0 && m.peak_execution_memory > 0,
         "metrics {m:?}"
+    );
+    // The job summary the driver prints shows the same numbers.
+    let summary = report.to_string();
+    for part in [
+        format!("{} tasks", report.tasks_launched),
+        format!("shuffle write {} records", m.shuffle_records_written),
+        format!("read {} records", m.shuffle_records_read),
+        "spill ".to_string(),
+        "peak execution memory".to_string(),
+    ] {
+        assert!(summary.contains(&part), "{part:?} missing from {summary}");
+    }
+    assert!(
+        !summary.contains("spill 0 B in memory / 0 B on disk"),
+        "{summary}"
     );
 }
 
@@ -311,4 +329,64 @@ fn spill_shuffle_and_block_files_are_gone_when_the_application_ends() {
             "{master}: files left after stop"
         );
     }
+}
+
+/// Every file under `dir` whose name ends with `suffix`.
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_corrupted_shuffle_file_is_detected_and_its_map_output_recomputed() {
+    let local = tempfile::tempdir().unwrap();
+    let ctx = Context::builder()
+        .master("local[2]")
+        .conf("ember.local.dir", local.path().to_str().unwrap())
+        .build()
+        .unwrap();
+    let sums = ctx
+        .range(0, 200_000, 1, 4)
+        .unwrap()
+        .map(|x| (x % 1000, x))
+        .reduce_by_key(|a, b| a + b);
+    let mut clean = sums.collect().unwrap();
+    clean.sort();
+    // Flip bytes in the middle of every map output's data file: the
+    // next job reuses the shuffle and reads them.
+    let data = files_ending(local.path(), ".data");
+    assert!(
+        !data.is_empty(),
+        "no shuffle data files under the local dir"
+    );
+    for f in &data {
+        let mut bytes = std::fs::read(f).unwrap();
+        let (mid, end) = (bytes.len() / 2, (bytes.len() / 2 + 8).min(bytes.len()));
+        for b in &mut bytes[mid..end] {
+            *b ^= 0x5A;
+        }
+        std::fs::write(f, bytes).unwrap();
+    }
+    let mut again = sums.collect().unwrap();
+    again.sort();
+    assert_eq!(
+        again, clean,
+        "corrupted shuffle data must never be returned"
+    );
+    let report = ctx.job_reports().pop().unwrap();
+    assert!(
+        report.tasks_failed > 0 && report.stages_run.len() >= 2,
+        "the reducers' fetch failures rerun the map stage: {report:?}"
+    );
 }
