@@ -27,6 +27,9 @@ pub mod keys {
     pub const APP_NAME: &str = "ember.app.name";
     /// Whether the console progress bar is shown.
     pub const PROGRESS: &str = "ember.ui.showConsoleProgress";
+    /// Whether a summary of each job (time, stages, tasks, shuffle,
+    /// cache and spill metrics) is printed to stderr when it ends.
+    pub const JOB_SUMMARY: &str = "ember.ui.showJobSummary";
     /// Interval of executor heartbeats (default 1s).
     pub const HEARTBEAT_INTERVAL: &str = "ember.executor.heartbeatInterval";
     /// Silence after which an executor is lost (default 10s).

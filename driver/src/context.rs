@@ -113,10 +113,9 @@ impl Context {
         }
         let master = MasterUrl::parse(conf.get(keys::MASTER).unwrap_or("local[*]"))?;
         let max_failures = conf.get_usize(keys::TASK_MAX_FAILURES, 4)?;
-        let show_progress = conf.get_bool(
-            keys::PROGRESS,
-            std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        )?;
+        let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let show_progress = conf.get_bool(keys::PROGRESS, on_terminal)?;
+        let show_summary = conf.get_bool(keys::JOB_SUMMARY, on_terminal)?;
         let base = conf
             .get(keys::LOCAL_DIR)
             .map(PathBuf::from)
@@ -198,17 +197,14 @@ impl Context {
         for ep in &backend.endpoints {
             let _unreachable = dispatcher.add_executor(ep.clone());
         }
+        let mut scheduler =
+            DagScheduler::new(dispatcher, rx, max_failures, show_progress, executor_wait);
+        scheduler.set_show_summary(show_summary);
         let inner = ContextInner {
             conf,
             master,
             app_dir,
-            scheduler: Mutex::new(DagScheduler::new(
-                dispatcher,
-                rx,
-                max_failures,
-                show_progress,
-                executor_wait,
-            )),
+            scheduler: Mutex::new(scheduler),
             backend: Mutex::new(backend),
             broadcasts,
             checkpoint_dir: Mutex::new(None),

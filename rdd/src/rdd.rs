@@ -369,9 +369,11 @@ impl<T: Data> Rdd<T> {
         }
         let root = Arc::new(ResultRoot::new(self.node.clone(), env, f));
         let results = self.runner.run_job(root, partitions)?;
+        // Each task's bytes are freed once decoded: a large collect holds
+        // about one copy of its data, not the encoded and decoded both.
         results
-            .iter()
-            .map(|b| codec::decode(b, "task result"))
+            .into_iter()
+            .map(|b| codec::decode(&b, "task result"))
             .collect()
     }
 
@@ -386,7 +388,12 @@ impl<T: Data> Rdd<T> {
             |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.collect::<Vec<T>>(),
             self.all_partitions(),
         )?;
-        Ok(parts.into_iter().flatten().collect())
+        // Sized once, so appending never holds a half-copied buffer.
+        let mut all = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            all.extend(part);
+        }
+        Ok(all)
     }
 
     /// Number of records.

@@ -297,37 +297,30 @@ pub struct SpillingMap<K, C> {
     grant: MemoryGrant,
     estimate: SizeEstimate,
     inserted: usize,
-    /// Records added since the last check that stay in memory individually
-    /// (group-by keeps every value; combining does not).
-    growth: Growth,
     runs: Vec<SpillFile>,
 }
 
-/// How a map grows with inserted records.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Growth {
-    /// Its size follows the number of keys (combiners of fixed size).
-    PerKey,
-    /// Its size follows the number of inserted values (grouping).
-    PerValue,
+impl<K: Key, C: Data> Default for SpillingMap<K, C> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<K: Key, C: Data> SpillingMap<K, C> {
     /// An empty map backed by the running task's execution memory.
-    pub fn new(growth: Growth) -> Self {
+    pub fn new() -> Self {
         SpillingMap {
             map: Default::default(),
             grant: MemoryGrant::for_current_task(),
             estimate: SizeEstimate::default(),
             inserted: 0,
-            growth,
             runs: Vec::new(),
         }
     }
 
     /// Folds `value` into the combiner of `key` with `merge`, creating it
     /// with `create` if absent.
-    pub fn insert<V: serde::Serialize>(
+    pub fn insert<V>(
         &mut self,
         key: K,
         value: V,
@@ -336,10 +329,6 @@ impl<K: Key, C: Data> SpillingMap<K, C> {
     ) -> Result<()> {
         self.inserted += 1;
         let check = self.inserted.is_multiple_of(CHECK_EVERY);
-        if check && self.growth == Growth::PerValue {
-            // Grouping keeps every value: size follows what comes in.
-            self.estimate.sample(&(&key, &value));
-        }
         match self.map.get_mut(&key) {
             Some(slot) => {
                 let c = slot.take().expect("combiner present between merges");
@@ -351,17 +340,11 @@ impl<K: Key, C: Data> SpillingMap<K, C> {
             }
         }
         if check {
-            let n = match self.growth {
-                Growth::PerKey => {
-                    // Combining keeps one combiner per key.
-                    if let Some(entry) = self.map.iter().next() {
-                        self.estimate.sample(&entry);
-                    }
-                    self.map.len()
-                }
-                Growth::PerValue => self.inserted,
-            };
-            let needed = self.estimate.bytes::<(K, C)>(n);
+            // One combiner per key: the size follows the number of keys.
+            if let Some(entry) = self.map.iter().next() {
+                self.estimate.sample(&entry);
+            }
+            let needed = self.estimate.bytes::<(K, C)>(self.map.len());
             if !self.grant.ensure(needed)? {
                 self.spill(needed)?;
             }

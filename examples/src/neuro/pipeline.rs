@@ -98,7 +98,7 @@ pub fn pipeline(
                     cut_blocks(&info.value()[s], s, v, vol)
                 },
             )
-            .group_by_key()
+            .group_by_key_into(fit_partitions(ctx, subjects))
             .map_with((info.clone(), masks.clone()), fit_block)
             .collect()
     })?;
@@ -109,6 +109,17 @@ pub fn pipeline(
     };
     volumes.unpersist();
     assemble(subjects, &masks.value(), fitted, saved).map_err(|e| EmberError::Other(e.to_string()))
+}
+
+/// Partitions of the regrouping before the fit: the cores, or one per
+/// 64 MiB of denoised data when that is more, so a reduce task's input
+/// and its fitted output stay small whatever the number of subjects.
+fn fit_partitions(ctx: &Context, subjects: &[Subject]) -> usize {
+    let bytes: usize = subjects
+        .iter()
+        .map(|x| x.shape.iter().product::<usize>() * x.volumes * std::mem::size_of::<f32>())
+        .sum();
+    ctx.default_parallelism().max(bytes.div_ceil(64 << 20))
 }
 
 fn is_b0(subject: &Subject, v: usize) -> bool {
