@@ -86,7 +86,7 @@ impl std::fmt::Display for JobReport {
         write!(
             f,
             "job {job}: {:.3} s, {} stages run, {} skipped, {} tasks ({} failed); \
-             shuffle write {} records / {}, read {} records / {} ({} remote); \
+             input {} records / {}; shuffle write {} records / {}, read {} records / {} ({} remote); \
              cache {} hits / {} misses; spill {} in memory / {} on disk; \
              peak execution memory {}",
             self.seconds,
@@ -94,6 +94,8 @@ impl std::fmt::Display for JobReport {
             self.stages_skipped.len(),
             self.tasks_launched,
             self.tasks_failed,
+            m.input_records,
+            bytes(m.input_bytes),
             m.shuffle_records_written,
             bytes(m.shuffle_bytes_written),
             m.shuffle_records_read,

@@ -5,7 +5,7 @@ use crate::node::{
     erase_rdd, ship_node, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable,
     ShippedBody,
 };
-use crate::task::{throw, TaskContext};
+use crate::task::{record_side_metrics, throw, TaskContext};
 use ember_core::{codec, Data, EmberError, RddId, Result};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -63,12 +63,16 @@ impl<T: Data> Shippable for ParallelizeNode<T> {
 }
 
 impl<T: Data> Compute<T> for ParallelizeNode<T> {
-    fn compute(&self, part: usize, _: &TaskContext) -> Result<BoxIter<T>> {
+    fn compute(&self, part: usize, tc: &TaskContext) -> Result<BoxIter<T>> {
         let bytes = self.body.get(part).map(|b| b.as_slice()).unwrap_or(&[]);
         if bytes.is_empty() {
             return Ok(Box::new(std::iter::empty()));
         }
         let slice: Vec<T> = codec::decode(bytes, "parallelize slice")?;
+        tc.record(|m| {
+            m.input_records += slice.len() as u64;
+            m.input_bytes += bytes.len() as u64;
+        });
         Ok(Box::new(slice.into_iter()))
     }
     fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
@@ -142,13 +146,14 @@ impl RddNode for RangeNode {
 }
 
 impl Compute<i64> for RangeNode {
-    fn compute(&self, part: usize, _: &TaskContext) -> Result<BoxIter<i64>> {
+    fn compute(&self, part: usize, tc: &TaskContext) -> Result<BoxIter<i64>> {
         let n = self.len() as u128;
         let k = self.core.partitions as u128;
         let (lo, hi) = (
             (part as u128 * n / k) as i128,
             ((part as u128 + 1) * n / k) as i128,
         );
+        tc.record(|m| m.input_records += (hi - lo) as u64);
         let (start, _, step) = self.body;
         Ok(Box::new(
             (lo..hi).map(move |i| (start as i128 + i * step as i128) as i64),
@@ -308,10 +313,12 @@ impl Compute<String> for TextFileNode {
         }
         Ok(Box::new(LineIter {
             reader,
+            start: pos,
             pos,
             end: split.end,
             path: split.path,
             buf: Vec::new(),
+            lines: 0,
         }))
     }
     fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
@@ -319,12 +326,27 @@ impl Compute<String> for TextFileNode {
     }
 }
 
+/// The lines of a split; what it read goes to the task's input metrics
+/// when it is dropped (consumed or not).
 struct LineIter {
     reader: BufReader<std::fs::File>,
+    /// Where its first line starts.
+    start: u64,
     pos: u64,
     end: u64,
     path: String,
     buf: Vec<u8>,
+    lines: u64,
+}
+
+impl Drop for LineIter {
+    fn drop(&mut self) {
+        let (lines, bytes) = (self.lines, self.pos - self.start);
+        record_side_metrics(|m| {
+            m.input_records += lines;
+            m.input_bytes += bytes;
+        });
+    }
 }
 
 impl Iterator for LineIter {
@@ -342,6 +364,7 @@ impl Iterator for LineIter {
             return None;
         }
         self.pos += n as u64;
+        self.lines += 1;
         if self.buf.last() == Some(&b'\n') {
             self.buf.pop();
             if self.buf.last() == Some(&b'\r') {
@@ -429,6 +452,11 @@ impl Compute<(String, Vec<u8>)> for BinaryFilesNode {
             std::fs::File::open(&path)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .unwrap_or_else(|e| throw(EmberError::io(&path, "read", e)));
+            let len = bytes.len() as u64;
+            record_side_metrics(|m| {
+                m.input_records += 1;
+                m.input_bytes += len;
+            });
             (path, bytes)
         })))
     }

@@ -87,6 +87,13 @@ pub enum TaskOutput {
 pub struct TaskMetrics {
     /// Wall time running the task, in microseconds.
     pub run_micros: u64,
+    /// Records read by source RDDs (collections, ranges, lines, files).
+    #[serde(default)]
+    pub input_records: u64,
+    /// Bytes read by source RDDs (file bytes; a collection's encoded
+    /// slice).
+    #[serde(default)]
+    pub input_bytes: u64,
     /// Partitions read from the block manager.
     pub cache_hits: u64,
     /// Persisted partitions that had to be computed.
@@ -113,6 +120,8 @@ impl TaskMetrics {
     /// Adds `other` (peaks take the maximum).
     pub fn add(&mut self, o: &TaskMetrics) {
         self.run_micros += o.run_micros;
+        self.input_records += o.input_records;
+        self.input_bytes += o.input_bytes;
         self.cache_hits += o.cache_hits;
         self.cache_misses += o.cache_misses;
         self.shuffle_records_written += o.shuffle_records_written;

@@ -390,3 +390,35 @@ fn a_corrupted_shuffle_file_is_detected_and_its_map_output_recomputed() {
         "the reducers' fetch failures rerun the map stage: {report:?}"
     );
 }
+
+#[test]
+fn sources_report_the_records_and_bytes_they_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lines.txt");
+    let text: String = (0..10_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&path, &text).unwrap();
+    let ctx = Context::new("local[2]").unwrap();
+
+    let lines = ctx.text_file(&path, 4).unwrap();
+    assert!(lines.num_partitions() >= 4);
+    assert_eq!(lines.count().unwrap(), 10_000);
+    let m = ctx.job_reports().pop().unwrap().metrics;
+    // Every split's lines, the one running past its end included.
+    assert_eq!(
+        (m.input_records, m.input_bytes),
+        (10_000, text.len() as u64)
+    );
+
+    assert_eq!(ctx.range(0, 1000, 1, 3).unwrap().count().unwrap(), 1000);
+    assert_eq!(ctx.job_reports().pop().unwrap().metrics.input_records, 1000);
+
+    let plus_one = ctx
+        .parallelize((0..500u32).collect(), 4)
+        .unwrap()
+        .map(|x| x + 1);
+    assert_eq!(plus_one.count().unwrap(), 500);
+    let report = ctx.job_reports().pop().unwrap();
+    assert_eq!(report.metrics.input_records, 500);
+    assert!(report.metrics.input_bytes > 0);
+    assert!(report.to_string().contains("input 500 records"), "{report}");
+}

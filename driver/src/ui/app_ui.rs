@@ -345,13 +345,16 @@ fn stage_page(s: &StageData) -> String {
     let m = &s.metrics;
     let mut body = format!(
         "<dl><dt>Description</dt><dd>{}</dd><dt>Status</dt><dd>{}</dd><dt>Tasks</dt><dd>{}</dd>\
-         <dt>Total task time</dt><dd>{}</dd><dt>Shuffle read</dt><dd>{} ({} records)</dd>\
+         <dt>Total task time</dt><dd>{}</dd><dt>Input</dt><dd>{} ({} records)</dd>\
+         <dt>Shuffle read</dt><dd>{} ({} records)</dd>\
          <dt>Shuffle write</dt><dd>{} ({} records)</dd><dt>Spill (memory / disk)</dt><dd>{} / {}</dd>\
          <dt>Peak execution memory</dt><dd>{}</dd>{}</dl>",
         esc(&s.name),
         stage_status_word(s.status),
         progress(s.complete.min(s.num_tasks), s.active, s.num_tasks, s.failed),
         html::duration(s.executor_run_ms),
+        html::bytes(m.input_bytes),
+        m.input_records,
         html::bytes(m.shuffle_bytes_read),
         m.shuffle_records_read,
         html::bytes(m.shuffle_bytes_written),
@@ -558,6 +561,8 @@ fn stage_json(s: &StageData, with_tasks: bool) -> Value {
         "submissionTime": html::api_date(s.submitted),
         "completionTime": s.completed.map(html::api_date),
         "failureReason": s.failure,
+        "inputBytes": m.input_bytes,
+        "inputRecords": m.input_records,
         "shuffleReadBytes": m.shuffle_bytes_read,
         "shuffleReadRecords": m.shuffle_records_read,
         "shuffleWriteBytes": m.shuffle_bytes_written,
