@@ -3,7 +3,9 @@
 
 use crate::node::BoxIter;
 use crate::shuffled::Key;
-use crate::spill::{write_run, MemoryGrant, MergedRuns, SizeEstimate, SpillFile, SpillingMap};
+use crate::spill::{
+    write_run, Groups, MemoryGrant, MergedRuns, SizeEstimate, SpillFile, SpillingMap,
+};
 use crate::task::{record_side_metrics, throw};
 use ember_core::Data;
 use ember_core::Shipped;
@@ -241,10 +243,11 @@ pub fn group_values<K: Key, V: Data>(records: BoxIter<(K, V)>) -> BoxIter<(K, Ve
     }
     drop(grant);
     Box::new(runs.into_iter().flat_map(|part_runs| {
-        let merged = MergedRuns::<K, V>::new(part_runs)
-            .unwrap_or_else(|e| throw(e))
-            .peekable();
-        GroupAdjacent { inner: merged }
+        let merged = MergedRuns::<K, V>::new(part_runs).unwrap_or_else(|e| throw(e));
+        Groups::new(
+            Box::new(merged),
+            |_: &K, values: &mut dyn Iterator<Item = V>| values.collect::<Vec<V>>(),
+        )
     }))
 }
 
@@ -264,26 +267,6 @@ fn spill_parts<K: Key, V: Data>(
         part_runs.push(write_run(dir, records)?);
     }
     Ok(())
-}
-
-/// Collects the values of adjacent equal keys of a key-sorted stream.
-struct GroupAdjacent<I: Iterator> {
-    inner: std::iter::Peekable<I>,
-}
-
-impl<K: Eq, V, I: Iterator<Item = (K, V)>> Iterator for GroupAdjacent<I> {
-    type Item = (K, Vec<V>);
-    fn next(&mut self) -> Option<(K, Vec<V>)> {
-        let (key, first) = self.inner.next()?;
-        let mut values = vec![first];
-        while let Some((k, _)) = self.inner.peek() {
-            if *k != key {
-                break;
-            }
-            values.push(self.inner.next().expect("peeked").1);
-        }
-        Some((key, values))
-    }
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 /// spill pieces of a useful size.
 const SPILL_FLOOR: u64 = 1 << 20;
 
-/// Bytes copied at a time from the spill file into the map output.
-const COPY_BYTES: usize = 1 << 20;
+/// Write buffer of the spill file.
+const SPILL_BUFFER_BYTES: usize = 1 << 20;
 
 /// The output of one map task while it is being produced.
 pub(crate) struct MapOutputBuffer<T> {
@@ -76,7 +76,7 @@ impl<T: Serialize> MapOutputBuffer<T> {
             let (file, f) = SpillFile::create(&dir)?;
             self.spill = Some(Spilled {
                 file,
-                out: BufWriter::with_capacity(COPY_BYTES, f),
+                out: BufWriter::with_capacity(SPILL_BUFFER_BYTES, f),
                 written: 0,
                 pieces: Vec::new(),
             });
@@ -123,13 +123,12 @@ impl<T: Serialize> MapOutputBuffer<T> {
             }
             None => None,
         };
-        let mut copy = Vec::new();
         let writers = &mut self.writers;
         files.write_map_output_with(shuffle, map, attempt, writers.len(), |r, out| {
             if let Some((sp, reader)) = &mut spilled {
                 for spill in &sp.pieces {
                     let (offset, len) = spill[r];
-                    copy_range(reader, offset, len, &mut copy, out).map_err(|e| {
+                    copy_range(reader, offset, len, out).map_err(|e| {
                         std::io::Error::new(
                             e.kind(),
                             format!("copying from spill file {}: {e}", sp.file.path().display()),
@@ -142,25 +141,15 @@ impl<T: Serialize> MapOutputBuffer<T> {
     }
 }
 
-/// Copies `len` bytes at `offset` of `from` to `to` through `buf`.
-fn copy_range(
-    from: &mut File,
-    offset: u64,
-    len: u64,
-    buf: &mut Vec<u8>,
-    to: &mut dyn Write,
-) -> std::io::Result<()> {
-    if len == 0 {
-        return Ok(());
-    }
+/// Copies `len` bytes at `offset` of `from` to `to`.
+fn copy_range(from: &mut File, offset: u64, len: u64, to: &mut dyn Write) -> std::io::Result<()> {
     from.seek(SeekFrom::Start(offset))?;
-    buf.resize(COPY_BYTES, 0);
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(COPY_BYTES as u64) as usize;
-        from.read_exact(&mut buf[..n])?;
-        to.write_all(&buf[..n])?;
-        left -= n as u64;
+    let copied = std::io::copy(&mut (&mut *from).take(len), to)?;
+    if copied < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{copied} of {len} bytes"),
+        ));
     }
     Ok(())
 }
