@@ -52,13 +52,13 @@ impl Backend {
             MasterUrl::Local { threads } => {
                 let env = Arc::new(TaskEnv {
                     executor_id: ExecutorId::driver(),
-                    blocks: BlockManager::new(
+                    blocks: Arc::new(BlockManager::new(
                         app_dir.join("driver").join("blocks"),
                         Arc::new(MemoryBudget::new(
                             usable_memory(cluster.memory),
                             cluster.storage_fraction,
                         )),
-                    ),
+                    )),
                     shuffle_files: ShuffleFiles::new(app_dir.join("driver")),
                     block_address: None,
                     fetcher: None,

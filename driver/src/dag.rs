@@ -31,7 +31,7 @@ use ember_rdd::node::{Dependency, RddNode};
 use ember_rdd::shuffled::ShuffleDep;
 use ember_rdd::stage::{encode_stage, StageBlob, StageRoot};
 use ember_rdd::task::TaskMetrics;
-use ember_rdd::task::{TaskDescription, TaskOutput};
+use ember_rdd::task::{BlockLocation, TaskDescription, TaskOutput};
 use ember_shuffle::MapOutputTracker;
 use ember_storage::BlockId;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -87,7 +87,7 @@ impl std::fmt::Display for JobReport {
             f,
             "job {job}: {:.3} s, {} stages run, {} skipped, {} tasks ({} failed); \
              input {} records / {}; shuffle write {} records / {}, read {} records / {} ({} remote); \
-             cache {} hits / {} misses; spill {} in memory / {} on disk; \
+             cache {} hits ({} remote) / {} misses; spill {} in memory / {} on disk; \
              peak execution memory {}",
             self.seconds,
             self.stages_run.len(),
@@ -102,6 +102,7 @@ impl std::fmt::Display for JobReport {
             bytes(m.shuffle_bytes_read),
             bytes(m.shuffle_remote_bytes_read),
             m.cache_hits,
+            m.cache_remote_hits,
             m.cache_misses,
             bytes(m.spill_memory_bytes),
             bytes(m.spill_disk_bytes),
@@ -530,6 +531,7 @@ impl DagScheduler {
             id: self.next_blob,
             nodes: encode_stage(root.as_ref())?,
             shuffle_inputs,
+            cached_blocks: self.cached_blocks_of(root.parent()),
         });
         let attempt = *job.stage_attempts.get(&key).unwrap_or(&0);
         let stage = self.stage_id(job, key);
@@ -830,6 +832,42 @@ impl DagScheduler {
             }
             node = parent.clone();
         }
+    }
+
+    /// Where partitions of the persisted RDDs of a stage over `rdd` (it
+    /// and its narrow ancestors) are cached, for tasks that run elsewhere.
+    fn cached_blocks_of(&self, rdd: Arc<dyn RddNode>) -> Vec<(BlockId, BlockLocation)> {
+        if self.cache_locations.is_empty() {
+            return Vec::new();
+        }
+        let mut persisted = HashSet::new();
+        let mut seen = HashSet::new();
+        let mut stack = vec![rdd];
+        while let Some(node) = stack.pop() {
+            if !seen.insert(node.core().id) {
+                continue;
+            }
+            if node.core().storage_level().is_some() {
+                persisted.insert(node.core().id);
+            }
+            stack.extend(ember_rdd::stage::narrow_parents(node.as_ref()));
+        }
+        let mut blocks: Vec<(BlockId, BlockLocation)> = self
+            .cache_locations
+            .iter()
+            .filter(|((rdd, _), _)| persisted.contains(rdd))
+            .filter_map(|((rdd, partition), executor)| {
+                let address = self.dispatcher.address_of(executor)?;
+                let block = BlockId::Rdd {
+                    rdd: *rdd,
+                    partition: *partition,
+                };
+                let executor = executor.clone();
+                Some((block, BlockLocation { executor, address }))
+            })
+            .collect();
+        blocks.sort_by_key(|(b, _)| *b);
+        blocks
     }
 
     /// Forgets where an RDD's partitions are cached.

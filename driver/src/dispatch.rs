@@ -140,6 +140,11 @@ impl Dispatcher {
             .collect()
     }
 
+    /// The block server address of a live executor.
+    pub fn address_of(&self, id: &ExecutorId) -> Option<String> {
+        self.executors.get(id)?.endpoint.address()
+    }
+
     /// Queues a task and starts what fits.
     pub fn submit(
         &mut self,

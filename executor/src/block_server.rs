@@ -1,9 +1,11 @@
-//! Serving this executor's shuffle segments to other executors, and
-//! fetching theirs.
+//! Serving this executor's shuffle segments and cached blocks to other
+//! executors, and fetching theirs.
 //!
-//! One request names a shuffle, a reduce partition and the map outputs
-//! wanted; the reply carries those segments in order. Connections are kept
-//! in a small pool per address. With a shared secret, every connection
+//! A segment request names a shuffle, a reduce partition and the map
+//! outputs wanted; the reply carries those segments in order. A block
+//! request names a cached partition; the reply carries it encoded, or
+//! nothing if this executor no longer has it. Connections are kept in a
+//! small pool per address. With a shared secret, every connection
 //! authenticates first ([`ember_core::auth`]), and requests are limited to
 //! [`MAX_CONTROL_FRAME_BYTES`] so a bad peer cannot exhaust memory.
 
@@ -12,29 +14,41 @@ use ember_core::codec::{recv, recv_limited, send, MAX_CONTROL_FRAME_BYTES};
 use ember_core::{EmberError, Result, ShuffleId};
 use ember_rdd::task::RemoteFetcher;
 use ember_shuffle::ShuffleFiles;
+use ember_storage::{BlockId, BlockManager};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Serialize, Deserialize)]
-struct FetchRequest {
-    shuffle: ShuffleId,
-    maps: Vec<usize>,
-    reduce: usize,
+enum Request {
+    /// Segment `reduce` of each map output in `maps`.
+    Segments {
+        shuffle: ShuffleId,
+        maps: Vec<usize>,
+        reduce: usize,
+    },
+    /// A cached partition.
+    Block(BlockId),
 }
 
-type FetchReply = std::result::Result<Vec<ByteBuf>, EmberError>;
+type SegmentsReply = std::result::Result<Vec<ByteBuf>, EmberError>;
+type BlockReply = std::result::Result<Option<ByteBuf>, EmberError>;
 
-/// Starts a server for the segments in `files` on an ephemeral loopback
-/// port (or `host`) and returns its address.
-pub fn start(files: ShuffleFiles, host: &str) -> Result<String> {
-    start_with_auth(files, host, None)
+/// What a block server serves.
+#[derive(Clone)]
+pub struct Served {
+    /// Shuffle map outputs.
+    pub files: ShuffleFiles,
+    /// Cached partitions.
+    pub blocks: Arc<BlockManager>,
 }
 
-/// [`start`], requiring every connection to prove it knows `secret`.
-pub fn start_with_auth(files: ShuffleFiles, host: &str, secret: Option<Secret>) -> Result<String> {
+/// Starts a server for `served` on an ephemeral port of `host` and returns
+/// its address; with a `secret`, every connection must prove it knows it.
+pub fn start(served: Served, host: &str, secret: Option<Secret>) -> Result<String> {
     let listener = TcpListener::bind((host, 0))
         .map_err(|e| EmberError::Network(format!("bind block server on {host}: {e}")))?;
     let addr = listener
@@ -45,18 +59,18 @@ pub fn start_with_auth(files: ShuffleFiles, host: &str, secret: Option<Secret>) 
         .name("ember-block-server".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                let files = files.clone();
+                let served = served.clone();
                 let secret = secret.clone();
                 let _ = std::thread::Builder::new()
                     .name("ember-block-conn".into())
-                    .spawn(move || serve(conn, files, secret));
+                    .spawn(move || serve(conn, served, secret));
             }
         })
         .map_err(|e| EmberError::Network(format!("start block server: {e}")))?;
     Ok(addr)
 }
 
-fn serve(mut conn: TcpStream, files: ShuffleFiles, secret: Option<Secret>) {
+fn serve(mut conn: TcpStream, served: Served, secret: Option<Secret>) {
     let _ = conn.set_nodelay(true);
     if let Err(e) = accept_tcp(&mut conn, secret.as_ref()) {
         tracing::warn!(%e, "block server refused a connection");
@@ -64,24 +78,38 @@ fn serve(mut conn: TcpStream, files: ShuffleFiles, secret: Option<Secret>) {
     }
     // A malformed request ends this connection only.
     while let Ok(Some(req)) =
-        recv_limited::<FetchRequest>(&mut conn, "fetch request", MAX_CONTROL_FRAME_BYTES)
+        recv_limited::<Request>(&mut conn, "block request", MAX_CONTROL_FRAME_BYTES)
     {
-        let reply: FetchReply = req
-            .maps
-            .iter()
-            .map(|&m| {
-                files
-                    .read_segment(req.shuffle, m, req.reduce)
-                    .map(ByteBuf::from)
-            })
-            .collect();
-        if send(&mut conn, &reply).is_err() {
+        let sent = match req {
+            Request::Segments {
+                shuffle,
+                maps,
+                reduce,
+            } => {
+                let reply: SegmentsReply = maps
+                    .iter()
+                    .map(|&m| {
+                        served
+                            .files
+                            .read_segment(shuffle, m, reduce)
+                            .map(ByteBuf::from)
+                    })
+                    .collect();
+                send(&mut conn, &reply)
+            }
+            Request::Block(id) => {
+                let reply: BlockReply =
+                    served.blocks.get_encoded(&id).map(|b| b.map(ByteBuf::from));
+                send(&mut conn, &reply)
+            }
+        };
+        if sent.is_err() {
             return;
         }
     }
 }
 
-/// Fetches segments over TCP, reusing connections.
+/// Fetches segments and blocks over TCP, reusing connections.
 #[derive(Default)]
 pub struct TcpFetcher {
     pool: Mutex<HashMap<String, Vec<TcpStream>>>,
@@ -120,6 +148,24 @@ impl TcpFetcher {
     }
 }
 
+impl TcpFetcher {
+    /// Sends `req` to `address` and reads its reply, returning the
+    /// connection to the pool once the exchange is complete.
+    fn ask<R: DeserializeOwned>(&self, address: &str, req: &Request) -> Result<R> {
+        let mut conn = self.connection(address)?;
+        send(&mut conn, req)?;
+        let reply: R = recv(&mut conn, "block server reply")?
+            .ok_or_else(|| EmberError::Network(format!("{address} closed the connection")))?;
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(address.to_string())
+            .or_default()
+            .push(conn);
+        Ok(reply)
+    }
+}
+
 impl RemoteFetcher for TcpFetcher {
     fn fetch(
         &self,
@@ -128,25 +174,18 @@ impl RemoteFetcher for TcpFetcher {
         maps: &[usize],
         reduce: usize,
     ) -> Result<Vec<Vec<u8>>> {
-        let mut conn = self.connection(address)?;
-        send(
-            &mut conn,
-            &FetchRequest {
-                shuffle,
-                maps: maps.to_vec(),
-                reduce,
-            },
-        )?;
-        let reply: FetchReply = recv(&mut conn, "fetch reply")?
-            .ok_or_else(|| EmberError::Network(format!("{address} closed the connection")))?;
-        let segments = reply?;
-        self.pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(address.to_string())
-            .or_default()
-            .push(conn);
+        let req = Request::Segments {
+            shuffle,
+            maps: maps.to_vec(),
+            reduce,
+        };
+        let segments = self.ask::<SegmentsReply>(address, &req)??;
         Ok(segments.into_iter().map(ByteBuf::into_vec).collect())
+    }
+
+    fn fetch_block(&self, address: &str, block: BlockId) -> Result<Option<Vec<u8>>> {
+        let reply = self.ask::<BlockReply>(address, &Request::Block(block))??;
+        Ok(reply.map(ByteBuf::into_vec))
     }
 }
 
@@ -154,17 +193,29 @@ impl RemoteFetcher for TcpFetcher {
 mod tests {
     use super::*;
     use ember_shuffle::ChunkWriter;
+    use ember_storage::{MemoryBudget, StorageLevel};
+
+    fn served(dir: &std::path::Path) -> Served {
+        Served {
+            files: ShuffleFiles::new(dir),
+            blocks: Arc::new(BlockManager::new(
+                dir.join("blocks"),
+                Arc::new(MemoryBudget::new(1 << 20, 0.5)),
+            )),
+        }
+    }
 
     #[test]
     fn segments_are_served_and_missing_ones_are_errors() {
         let dir = std::env::temp_dir().join(format!("ember-bs-test-{}", std::process::id()));
-        let files = ShuffleFiles::new(&dir);
+        let served = served(&dir);
         let mut w = ChunkWriter::new();
         w.push(&7u32).unwrap();
-        files
+        served
+            .files
             .write_map_output(ShuffleId(3), 0, &[w.finish()], 0)
             .unwrap();
-        let addr = start(files, "127.0.0.1").unwrap();
+        let addr = start(served, "127.0.0.1", None).unwrap();
         let f = TcpFetcher::new();
         let segs = f.fetch(&addr, ShuffleId(3), &[0], 0).unwrap();
         let recs: Vec<u32> = ember_shuffle::segment_records(&segs[0], "t").unwrap();
@@ -177,14 +228,15 @@ mod tests {
     #[test]
     fn with_a_secret_only_fetchers_that_know_it_are_served() {
         let dir = std::env::temp_dir().join(format!("ember-bs-auth-{}", std::process::id()));
-        let files = ShuffleFiles::new(&dir);
+        let served = served(&dir);
         let mut w = ChunkWriter::new();
         w.push(&9u32).unwrap();
-        files
+        served
+            .files
             .write_map_output(ShuffleId(1), 0, &[w.finish()], 0)
             .unwrap();
         let secret = Secret::new("block secret").unwrap();
-        let addr = start_with_auth(files, "127.0.0.1", Some(secret.clone())).unwrap();
+        let addr = start(served, "127.0.0.1", Some(secret.clone())).unwrap();
         let stranger = TcpFetcher::new();
         assert!(stranger.fetch(&addr, ShuffleId(1), &[0], 0).is_err());
         let wrong = TcpFetcher::with_secret(Some(Secret::new("guess").unwrap()));
@@ -198,6 +250,32 @@ mod tests {
         let segs = friend.fetch(&addr, ShuffleId(1), &[0], 0).unwrap();
         let recs: Vec<u32> = ember_shuffle::segment_records(&segs[0], "t").unwrap();
         assert_eq!(recs, vec![9]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn cached_blocks_are_served_and_absent_ones_are_none() {
+        let dir = std::env::temp_dir().join(format!("ember-bs-block-{}", std::process::id()));
+        let served = served(&dir);
+        let id = BlockId::Rdd {
+            rdd: ember_core::RddId(4),
+            partition: 2,
+        };
+        let records: Arc<Vec<String>> = Arc::new(vec!["a".into(), "bc".into()]);
+        served
+            .blocks
+            .put(id, StorageLevel::MemoryOnly, records.clone())
+            .unwrap();
+        let addr = start(served, "127.0.0.1", None).unwrap();
+        let f = TcpFetcher::new();
+        let bytes = f.fetch_block(&addr, id).unwrap().expect("block is cached");
+        let back: Vec<String> = ember_storage::block_manager::decode_block(&bytes, "t").unwrap();
+        assert_eq!(back, *records);
+        let other = BlockId::Rdd {
+            rdd: ember_core::RddId(4),
+            partition: 3,
+        };
+        assert!(f.fetch_block(&addr, other).unwrap().is_none());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -102,7 +102,12 @@ fn run(
     let secret = ember_core::auth::Secret::from_env();
     let host = std::env::var(env_vars::HOST).unwrap_or_else(|_| "127.0.0.1".into());
     crate::worker_watch::watch_worker_from_env();
-    let block_address = block_server::start_with_auth(files.clone(), &host, secret.clone())?;
+    let blocks = Arc::new(BlockManager::new(dir.join("blocks"), budget));
+    let served = block_server::Served {
+        files: files.clone(),
+        blocks: blocks.clone(),
+    };
+    let block_address = block_server::start(served, &host, secret.clone())?;
     let mut reader = TcpStream::connect(driver)
         .map_err(|e| EmberError::Network(format!("connect to driver {driver}: {e}")))?;
     let _ = reader.set_nodelay(true);
@@ -167,7 +172,7 @@ fn run(
 
     let env = Arc::new(TaskEnv {
         executor_id: id,
-        blocks: BlockManager::new(dir.join("blocks"), budget),
+        blocks,
         shuffle_files: files.clone(),
         block_address: Some(block_address),
         fetcher: Some(Arc::new(TcpFetcher::with_secret(secret))),

@@ -7,6 +7,7 @@ use crate::task::TaskContext;
 use ember_core::codec;
 use ember_core::ship::FnOffset;
 use ember_core::{Data, EmberError, RddId, Result};
+use ember_storage::block_manager::decode_block;
 use ember_storage::{BlockId, StorageLevel, StoreOutcome};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -194,12 +195,43 @@ pub fn iterator<T: Data>(
         tc.record(|m| m.cache_hits += 1);
         return Ok(Box::new(SharedIter { records, next: 0 }));
     }
+    if let Some(records) = fetch_cached::<T>(&id, tc) {
+        tc.record(|m| {
+            m.cache_hits += 1;
+            m.cache_remote_hits += 1;
+        });
+        return Ok(Box::new(SharedIter { records, next: 0 }));
+    }
     tc.record(|m| m.cache_misses += 1);
     let records: Arc<Vec<T>> = Arc::new(node.compute(part, tc)?.collect());
     if tc.env.blocks.put(id, level, records.clone())? != StoreOutcome::NotStored {
         tc.stored_blocks.borrow_mut().push(id);
     }
     Ok(Box::new(SharedIter { records, next: 0 }))
+}
+
+/// Block `id` from the executor the driver says caches it, if another one
+/// does and still has it. Any failure (the executor is gone, the block was
+/// evicted or is damaged) means computing it again from lineage, so it is
+/// logged, not returned.
+fn fetch_cached<T: Data>(id: &BlockId, tc: &TaskContext) -> Option<Arc<Vec<T>>> {
+    let at = tc.cached_elsewhere.get(id)?;
+    if at.executor == tc.env.executor_id {
+        return None;
+    }
+    let fetcher = tc.env.fetcher.as_ref()?;
+    let fetched = fetcher.fetch_block(&at.address, *id).and_then(|bytes| {
+        bytes
+            .map(|b| decode_block::<T>(&b, &format!("{id:?} from {}", at.executor)))
+            .transpose()
+    });
+    match fetched {
+        Ok(records) => records.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(block = ?id, executor = %at.executor, %e, "remote cached block unavailable; recomputing");
+            None
+        }
+    }
 }
 
 /// Iterates a cached partition, cloning records out of the shared block.

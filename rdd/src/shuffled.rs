@@ -12,7 +12,6 @@ use crate::task::{TaskContext, TaskOutput, TaskRoot};
 use ember_core::{Data, EmberError, ExecutorId, Partitioner, Result, ShuffleId};
 use ember_shuffle::MapStatus;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -204,10 +203,11 @@ impl<K: Key, V: Data> Compute<(K, V)> for ShuffledNode<K, V> {
                 executor: executor.clone(),
                 message,
             };
-        // Local segments are read when the stream reaches them; remote
-        // ones are fetched in one request per executor.
-        let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        let mut sources: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
+        // Segments are read when the stream reaches them: local ones a
+        // chunk at a time, remote ones in requests of at most
+        // MAX_BYTES_IN_FLIGHT, so memory stays bounded however many map
+        // outputs another executor holds.
+        let mut sources = std::collections::VecDeque::new();
         let mut bytes = 0u64;
         for (map, st) in statuses.iter().enumerate() {
             let size = st.sizes.get(part).copied().unwrap_or(0);
@@ -216,32 +216,25 @@ impl<K: Key, V: Data> Compute<(K, V)> for ShuffledNode<K, V> {
             }
             bytes += size;
             if st.executor == tc.env.executor_id {
-                sources.push((map, None));
+                sources.push_back((map, Source::Local));
+            } else if tc.env.fetcher.is_none() {
+                return Err(fetch_failed(
+                    map,
+                    &st.executor,
+                    "no remote fetcher on this executor".into(),
+                ));
             } else {
-                let addr = st.address.clone().unwrap_or_default();
-                remote.entry(addr).or_default().push(map);
+                let address = st.address.clone().unwrap_or_default();
+                sources.push_back((map, Source::Remote { address, size }));
             }
         }
-        for (addr, maps) in remote {
-            let owner = &statuses[maps[0]].executor;
-            let fetcher = tc.env.fetcher.as_ref().ok_or_else(|| {
-                fetch_failed(maps[0], owner, "no remote fetcher on this executor".into())
-            })?;
-            let segs = fetcher
-                .fetch(&addr, shuffle, &maps, part)
-                .map_err(|e| fetch_failed(maps[0], owner, e.to_string()))?;
-            let remote_bytes: usize = segs.iter().map(Vec::len).sum();
-            tc.record(|m| m.shuffle_remote_bytes_read += remote_bytes as u64);
-            sources.extend(maps.into_iter().zip(segs.into_iter().map(Some)));
-        }
-        sources.sort_by_key(|(m, _)| *m);
         tc.record(|m| m.shuffle_bytes_read += bytes);
         Ok(Box::new(SegmentStream::<K, V> {
             env: tc.env.clone(),
             inputs: tc.shuffle_inputs.clone(),
             shuffle,
             reduce: part,
-            sources: sources.into(),
+            sources,
             current: None,
             buffer: Vec::new().into_iter(),
         }))
@@ -260,8 +253,8 @@ struct SegmentStream<K, V> {
     inputs: Arc<std::collections::HashMap<ShuffleId, Vec<MapStatus>>>,
     shuffle: ShuffleId,
     reduce: usize,
-    /// Segments still to read: fetched bytes, or `None` to read locally.
-    sources: std::collections::VecDeque<(usize, Option<Vec<u8>>)>,
+    /// Segments still to read, by map, in map order.
+    sources: std::collections::VecDeque<(usize, Source)>,
     /// The segment being read, and its map.
     current: Option<(usize, Segment)>,
     buffer: std::vec::IntoIter<(K, V)>,
@@ -281,6 +274,44 @@ impl<K: Key, V: Data> SegmentStream<K, V> {
                 .unwrap_or_else(|| ExecutorId("unknown".into())),
             message,
         }
+    }
+
+    /// Fetches `map`'s segment from `address`, and with it the segments of
+    /// later maps held there, up to [`MAX_BYTES_IN_FLIGHT`] in all (they
+    /// wait in `sources`, fetched); returns `map`'s.
+    fn fetch_batch(&mut self, map: usize, address: String, size: u64) -> Result<Vec<u8>> {
+        let mut maps = vec![map];
+        let mut slots = Vec::new();
+        let mut total = size;
+        for (i, (m, src)) in self.sources.iter().enumerate() {
+            if let Source::Remote { address: a, size } = src {
+                if *a == address && total + size <= MAX_BYTES_IN_FLIGHT {
+                    total += size;
+                    maps.push(*m);
+                    slots.push(i);
+                }
+            }
+        }
+        let fetcher = self
+            .env
+            .fetcher
+            .clone()
+            .ok_or_else(|| self.failed(map, "no remote fetcher on this executor".into()))?;
+        let mut segments = fetcher
+            .fetch(&address, self.shuffle, &maps, self.reduce)
+            .map_err(|e| self.failed(map, e.to_string()))?;
+        if segments.len() != maps.len() {
+            return Err(self.failed(
+                map,
+                format!("{address} sent {} segments for {}", segments.len(), maps.len()),
+            ));
+        }
+        let fetched: u64 = segments.iter().map(|s| s.len() as u64).sum();
+        crate::task::record_side_metrics(|m| m.shuffle_remote_bytes_read += fetched);
+        for (slot, segment) in slots.into_iter().zip(segments.drain(1..)) {
+            self.sources[slot].1 = Source::Fetched(segment);
+        }
+        Ok(segments.pop().unwrap_or_default())
     }
 
     /// Decodes the next chunk into the buffer; false at the end.
@@ -334,8 +365,11 @@ impl<K: Key, V: Data> SegmentStream<K, V> {
                 return Ok(false);
             };
             let seg = match source {
-                Some(bytes) => Segment::Fetched(bytes, 0),
-                None => Segment::Local(
+                Source::Fetched(bytes) => Segment::Fetched(bytes, 0),
+                Source::Remote { address, size } => {
+                    Segment::Fetched(self.fetch_batch(map, address, size)?, 0)
+                }
+                Source::Local => Segment::Local(
                     self.env
                         .shuffle_files
                         .open_segment(self.shuffle, map, self.reduce)
@@ -345,6 +379,21 @@ impl<K: Key, V: Data> SegmentStream<K, V> {
             self.current = Some((map, seg));
         }
     }
+}
+
+/// Most bytes of remote segments one reduce task fetches ahead of reading
+/// them (Spark's `spark.reducer.maxSizeInFlight` default); a single larger
+/// segment is fetched alone.
+const MAX_BYTES_IN_FLIGHT: u64 = 48 << 20;
+
+/// Where a map output's segment for this reduce partition is.
+enum Source {
+    /// In this executor's shuffle files.
+    Local,
+    /// On another executor, not fetched yet.
+    Remote { address: String, size: u64 },
+    /// Fetched, waiting to be read.
+    Fetched(Vec<u8>),
 }
 
 /// A map output's segment being read: fetched bytes and the read

@@ -6,9 +6,10 @@
 //! are loops, so a lineage of thousands of nodes cannot overflow a stack.
 
 use crate::node::{Decoded, Dependency, RddNode, ShippedBody};
-use crate::task::TaskRoot;
+use crate::task::{BlockLocation, TaskRoot};
 use ember_core::{EmberError, RddId, Result, ShuffleId};
 use ember_shuffle::MapStatus;
+use ember_storage::BlockId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct StageBlob {
     pub nodes: Vec<ShippedNode>,
     /// Map output locations of the shuffles the stage reads.
     pub shuffle_inputs: HashMap<ShuffleId, Vec<MapStatus>>,
+    /// Partitions of RDDs the stage caches that other executors hold.
+    pub cached_blocks: Vec<(BlockId, BlockLocation)>,
 }
 
 /// A stage rebuilt on an executor, reused by all its tasks there.
@@ -47,6 +50,8 @@ pub struct DecodedStage {
     pub root: Arc<dyn TaskRoot>,
     /// Map output locations of the shuffles the stage reads.
     pub shuffle_inputs: Arc<HashMap<ShuffleId, Vec<MapStatus>>>,
+    /// Where cached partitions of the stage's RDDs live.
+    pub cached_elsewhere: Arc<HashMap<BlockId, BlockLocation>>,
 }
 
 /// The narrow parents of `node`.
@@ -126,6 +131,7 @@ pub fn decode_stage(blob: &StageBlob) -> Result<DecodedStage> {
     Ok(DecodedStage {
         root: *root,
         shuffle_inputs: Arc::new(blob.shuffle_inputs.clone()),
+        cached_elsewhere: Arc::new(blob.cached_blocks.iter().cloned().collect()),
     })
 }
 

@@ -13,7 +13,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Fetches shuffle segments from another executor's block server.
+/// Fetches shuffle segments and cached blocks from another executor's
+/// block server.
 pub trait RemoteFetcher: Send + Sync {
     /// Segment `reduce` of each map output in `maps`, in that order, from
     /// the executor at `address`.
@@ -24,14 +25,26 @@ pub trait RemoteFetcher: Send + Sync {
         maps: &[usize],
         reduce: usize,
     ) -> Result<Vec<Vec<u8>>>;
+    /// Cached block `block` (as `ember_storage::block_manager::encode_block`
+    /// bytes) from the executor at `address`; `None` if it no longer has it.
+    fn fetch_block(&self, address: &str, block: BlockId) -> Result<Option<Vec<u8>>>;
+}
+
+/// Where a cached partition lives on another executor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockLocation {
+    /// The executor caching it.
+    pub executor: ExecutorId,
+    /// Its block server.
+    pub address: String,
 }
 
 /// The services of the executor a task runs on.
 pub struct TaskEnv {
     /// Which executor this is.
     pub executor_id: ExecutorId,
-    /// Cached partitions.
-    pub blocks: BlockManager,
+    /// Cached partitions (also served to other executors).
+    pub blocks: Arc<BlockManager>,
     /// This executor's shuffle files.
     pub shuffle_files: ShuffleFiles,
     /// Address of this executor's block server (`None` in `local[N]`).
@@ -54,6 +67,9 @@ pub struct TaskContext {
     pub env: Arc<TaskEnv>,
     /// Where the map outputs of every shuffle this stage reads are.
     pub shuffle_inputs: Arc<HashMap<ShuffleId, Vec<MapStatus>>>,
+    /// Where partitions of the RDDs this stage caches are cached on other
+    /// executors, as the driver knew when the stage was sent.
+    pub cached_elsewhere: Arc<HashMap<BlockId, BlockLocation>>,
     /// What the task measured so far.
     pub metrics: std::cell::RefCell<TaskMetrics>,
     /// Blocks the task cached on this executor.
@@ -94,8 +110,12 @@ pub struct TaskMetrics {
     /// slice).
     #[serde(default)]
     pub input_bytes: u64,
-    /// Partitions read from the block manager.
+    /// Partitions read from the block manager (this executor's or
+    /// another's).
     pub cache_hits: u64,
+    /// Of those, partitions fetched from another executor.
+    #[serde(default)]
+    pub cache_remote_hits: u64,
     /// Persisted partitions that had to be computed.
     pub cache_misses: u64,
     /// Records written to shuffle files.
@@ -123,6 +143,7 @@ impl TaskMetrics {
         self.input_records += o.input_records;
         self.input_bytes += o.input_bytes;
         self.cache_hits += o.cache_hits;
+        self.cache_remote_hits += o.cache_remote_hits;
         self.cache_misses += o.cache_misses;
         self.shuffle_records_written += o.shuffle_records_written;
         self.shuffle_bytes_written += o.shuffle_bytes_written;
@@ -177,6 +198,7 @@ pub fn run_task(stage: &DecodedStage, desc: &TaskDescription, env: Arc<TaskEnv>)
         task_id: desc.task_id,
         env,
         shuffle_inputs: stage.shuffle_inputs.clone(),
+        cached_elsewhere: stage.cached_elsewhere.clone(),
         metrics: Default::default(),
         stored_blocks: Default::default(),
     };

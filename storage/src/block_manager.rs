@@ -49,12 +49,13 @@ pub enum StoreOutcome {
     NotStored,
 }
 
-/// Encodes a deserialized block for disk when it is evicted.
-type SpillFn = Arc<dyn Fn() -> Result<Vec<u8>> + Send + Sync>;
+/// Encodes a deserialized block (for disk when it is evicted, or for
+/// another executor that asks for it).
+type EncodeFn = Arc<dyn Fn() -> Result<Vec<u8>> + Send + Sync>;
 
 enum MemValue {
-    /// Records as `Arc<Vec<T>>`.
-    Deserialized(Arc<dyn Any + Send + Sync>),
+    /// Records as `Arc<Vec<T>>`, and how to encode them.
+    Deserialized(Arc<dyn Any + Send + Sync>, EncodeFn),
     /// A compressed block (see [`encode_block`]).
     Serialized(Arc<Vec<u8>>),
 }
@@ -63,7 +64,8 @@ struct MemEntry {
     value: MemValue,
     bytes: u64,
     last_use: u64,
-    spill: Option<SpillFn>,
+    /// Whether eviction writes the block to disk (`MEMORY_AND_DISK`).
+    spills: bool,
 }
 
 #[derive(Default)]
@@ -147,7 +149,7 @@ impl BlockManager {
                 Some(e) => {
                     e.last_use = now;
                     Some(match &e.value {
-                        MemValue::Deserialized(v) => Ok(v.clone()),
+                        MemValue::Deserialized(v, _) => Ok(v.clone()),
                         MemValue::Serialized(b) => Err(b.clone()),
                     })
                 }
@@ -173,6 +175,35 @@ impl BlockManager {
         }
     }
 
+    /// Block `id` as [`encode_block`] bytes, from memory or disk, for
+    /// another executor; `None` if absent. Does not count as a use.
+    pub fn get_encoded(&self, id: &BlockId) -> Result<Option<Vec<u8>>> {
+        let found = {
+            let st = self.state();
+            match st.memory.get(id).map(|e| &e.value) {
+                Some(MemValue::Deserialized(_, encode)) => Some(Ok(encode.clone())),
+                Some(MemValue::Serialized(b)) => Some(Err(b.clone())),
+                None => None,
+            }
+            .or_else(|| st.disk.contains(id).then(|| Err(Arc::new(Vec::new()))))
+        };
+        match found {
+            None => Ok(None),
+            // Encoded outside the lock: a volume takes a while.
+            Some(Ok(encode)) => encode().map(Some),
+            Some(Err(bytes)) if !bytes.is_empty() => Ok(Some(bytes.to_vec())),
+            Some(Err(_)) => {
+                let path = self.path(id);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    // Removed since (unpersist): as if absent.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(EmberError::io(&path, "read cached block", e)),
+                }
+            }
+        }
+    }
+
     /// Stores `records` as block `id` at `level`, evicting older blocks of
     /// other RDDs if memory is short.
     pub fn put<T: Data>(
@@ -184,11 +215,13 @@ impl BlockManager {
         match level {
             StorageLevel::MemoryOnly | StorageLevel::MemoryAndDisk => {
                 let bytes = estimate_size(&records);
-                let spill: Option<SpillFn> = (level == StorageLevel::MemoryAndDisk).then(|| {
+                let encode: EncodeFn = {
                     let r = records.clone();
-                    Arc::new(move || encode_block(&r)) as SpillFn
-                });
-                if self.insert_memory(id, MemValue::Deserialized(records.clone()), bytes, spill)? {
+                    Arc::new(move || encode_block(&r))
+                };
+                let spills = level == StorageLevel::MemoryAndDisk;
+                let value = MemValue::Deserialized(records.clone(), encode);
+                if self.insert_memory(id, value, bytes, spills)? {
                     Ok(StoreOutcome::Memory)
                 } else if level == StorageLevel::MemoryAndDisk {
                     self.write_disk(&id, &encode_block(&records)?)?;
@@ -200,7 +233,7 @@ impl BlockManager {
             StorageLevel::MemoryOnlySer => {
                 let block = encode_block(&records)?;
                 let bytes = block.len() as u64;
-                if self.insert_memory(id, MemValue::Serialized(Arc::new(block)), bytes, None)? {
+                if self.insert_memory(id, MemValue::Serialized(Arc::new(block)), bytes, false)? {
                     Ok(StoreOutcome::Memory)
                 } else {
                     Ok(StoreOutcome::NotStored)
@@ -220,7 +253,7 @@ impl BlockManager {
         id: BlockId,
         value: MemValue,
         bytes: u64,
-        spill: Option<SpillFn>,
+        spills: bool,
     ) -> Result<bool> {
         if bytes > self.budget.total() {
             return Ok(false);
@@ -253,7 +286,7 @@ impl BlockManager {
                     value,
                     bytes,
                     last_use,
-                    spill,
+                    spills,
                 },
             );
         }
@@ -266,8 +299,8 @@ impl BlockManager {
     fn spill_evicted(&self, evicted: Vec<(BlockId, MemEntry)>) -> Result<()> {
         for (id, entry) in evicted {
             tracing::debug!(block = ?id, bytes = entry.bytes, "evicted");
-            if let Some(spill) = entry.spill {
-                self.write_disk(&id, &spill()?)?;
+            if let (true, MemValue::Deserialized(_, encode)) = (entry.spills, &entry.value) {
+                self.write_disk(&id, &encode()?)?;
             }
         }
         Ok(())
@@ -452,6 +485,24 @@ mod tests {
             *bm.get::<u64>(&block(2, 0)).unwrap().unwrap(),
             *records(500)
         );
+    }
+
+    #[test]
+    fn blocks_are_served_encoded_at_every_level() {
+        let (_d, bm) = manager(1 << 20);
+        let levels = [
+            StorageLevel::MemoryOnly,
+            StorageLevel::MemoryOnlySer,
+            StorageLevel::MemoryAndDisk,
+            StorageLevel::DiskOnly,
+        ];
+        for (rdd, level) in levels.into_iter().enumerate() {
+            bm.put(block(rdd as u64, 0), level, records(300)).unwrap();
+            let bytes = bm.get_encoded(&block(rdd as u64, 0)).unwrap().unwrap();
+            let back: Vec<u64> = decode_block(&bytes, "served").unwrap();
+            assert_eq!(back, *records(300), "{level:?}");
+        }
+        assert!(bm.get_encoded(&block(9, 0)).unwrap().is_none());
     }
 
     #[test]

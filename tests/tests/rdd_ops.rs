@@ -1301,6 +1301,47 @@ fn a_cached_rdd_is_computed_once_across_actions_in_local_cluster() {
 }
 
 #[test]
+fn a_task_reads_partitions_cached_on_another_executor_instead_of_recomputing_them() {
+    let ctx = Context::new("local-cluster[2,1,512]").unwrap();
+    for level in [
+        StorageLevel::MemoryOnly,
+        StorageLevel::MemoryOnlySer,
+        StorageLevel::MemoryAndDisk,
+        StorageLevel::DiskOnly,
+    ] {
+        let computed = ctx.accumulator(0u64);
+        // Slow partitions, so both one-core executors cache some of them.
+        let r = ctx
+            .parallelize((0..8u64).collect(), 8)
+            .unwrap()
+            .map_with(computed.clone(), |c: &Accumulator<u64>, x: u64| {
+                c.add(1);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                format!("volume {x}")
+            })
+            .persist(level);
+        assert_eq!(r.count().unwrap(), 8);
+        // One task reads all eight: those the other executor caches come
+        // from its block server.
+        let all = r.coalesce(1).collect().unwrap();
+        assert_eq!(
+            all,
+            (0..8).map(|x| format!("volume {x}")).collect::<Vec<_>>(),
+            "{level:?}"
+        );
+        assert_eq!(computed.value(), 8, "{level:?}: nothing recomputed");
+        let m = ctx.job_reports().last().unwrap().metrics.clone();
+        assert_eq!((m.cache_hits, m.cache_misses), (8, 0), "{level:?}");
+        assert!(
+            (1..8).contains(&m.cache_remote_hits),
+            "{level:?}: {} of 8 partitions fetched from the other executor",
+            m.cache_remote_hits
+        );
+        r.unpersist();
+    }
+}
+
+#[test]
 fn an_unpersisted_rdd_is_recomputed() {
     let ctx = ctx();
     let computed = ctx.accumulator(0u64);
