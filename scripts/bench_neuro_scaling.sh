@@ -7,9 +7,16 @@
 # bench-results/neuro_scaling.{md,json,png} (chart by scripts/plot_scaling.py).
 # The target: seconds per subject flat within 15% from 1 to 8 subjects.
 #
+# By default every run reads copies of one phantom subject (folders that
+# link to the same files), so the time per subject measures how the engine
+# scales, not how the seeded phantoms differ (their brains, hence the
+# masked voxels the denoiser works on, differ in size by several percent).
+# --distinct runs on MAXN different subjects instead.
+#
 # Usage:
 #   bash scripts/bench_neuro_scaling.sh
 #   bash scripts/bench_neuro_scaling.sh --counts 1,2,4      # other subject counts
+#   bash scripts/bench_neuro_scaling.sh --distinct          # different subjects
 #
 # Environment: SHAPE, B0, DIRS, SHELLS, SNR, SEED as in bench_neuro.sh;
 # REPS (3: runs per count, the median is used), DATA
@@ -26,9 +33,11 @@ OUT="$REPO/bench-results"
 RUN="$OUT/neuro-scaling-run"
 
 COUNTS="1,2,4,8"
+DISTINCT=0
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --counts) COUNTS="$2"; shift ;;
+        --distinct) DISTINCT=1 ;;
         -h|--help)
             awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
             exit 0 ;;
@@ -78,6 +87,18 @@ else
     echo "== reusing phantoms $PH ($PARAMS)" >&2
 fi
 mapfile -t ALL_SUBJECTS < <(find "$PH" -mindepth 1 -maxdepth 1 -type d -name 'subject-*' | sort)
+SUBJECTS_DESC="$MAXN different subjects"
+if [ "$DISTINCT" = 0 ]; then
+    mkdir -p "$RUN/subjects"
+    COPIES=()
+    for i in $(seq 0 $((MAXN - 1))); do
+        link="$RUN/subjects/$(printf 'subject-%03d' "$i")"
+        ln -s "${ALL_SUBJECTS[0]}" "$link"
+        COPIES+=("$link")
+    done
+    ALL_SUBJECTS=("${COPIES[@]}")
+    SUBJECTS_DESC="copies of $(basename "$PH")/subject-000"
+fi
 
 if [ -n "$WAIT_LOAD" ]; then
     for i in $(seq 0 15); do
@@ -103,7 +124,7 @@ rm -rf "$RUN/out"
 VOLS=$((B0 + 3 * DIRS))
 [ "$(echo "$SHELLS" | tr ',' '\n' | wc -l)" = 3 ] || VOLS="$B0 + shells $SHELLS x $DIRS"
 TITLE="Ember neuro pipeline, $MASTER, ${SHAPE// /x} x $VOLS volumes per subject" \
-EMBER_DESC="$EMBER_DESC" COUNTS="$COUNTS" REPS="$REPS" PARAMS="$PARAMS" \
+EMBER_DESC="$EMBER_DESC" COUNTS="$COUNTS" REPS="$REPS" PARAMS="$PARAMS" SUBJECTS_DESC="$SUBJECTS_DESC" \
 "$VENV_PY" - "$RUN" "$OUT/neuro_scaling.json" "$OUT/neuro_scaling.md" <<'EOF'
 import json, os, statistics, sys
 from pathlib import Path
@@ -124,7 +145,7 @@ for n in [int(x) for x in e["COUNTS"].split(",")]:
                  "loadavg1_max": max(m["machine"]["loadavg1_max"] for m in ms)})
 base = rows[0]["per_subject"]
 lines = [f"# {e['TITLE']}", "",
-         f"Phantom: neuro phantom {e['PARAMS']}; Ember: {e['EMBER_DESC']}; "
+         f"Phantom: neuro phantom {e['PARAMS']}; runs read {e['SUBJECTS_DESC']}; Ember: {e['EMBER_DESC']}; "
          f"seconds = median of {e['REPS']} end-to-end runs (process start to exit).", "",
          "| subjects | seconds | seconds per subject | per subject / 1 subject | peak RSS MiB "
          "| all runs s | other load (cores) | loadavg1 max |",
