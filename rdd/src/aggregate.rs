@@ -143,15 +143,12 @@ where
             self.merge_combiners.get(),
         );
         let mut map = SpillingMap::new();
-        for (k, v) in records {
-            map.insert(
-                k,
-                v,
-                |v| create(&self.env, v),
-                |c, v| merge(&self.env, c, v),
-            )
-            .unwrap_or_else(|e| throw(e));
-        }
+        map.insert_all(
+            records,
+            |v| create(&self.env, v),
+            |c, v| merge(&self.env, c, v),
+        )
+        .unwrap_or_else(|e| throw(e));
         let env = self.env.clone();
         map.finish(move |a, b| merge_c(&env, a, b))
             .unwrap_or_else(|e| throw(e))
@@ -166,10 +163,8 @@ where
     {
         let merge = self.merge_combiners.get();
         let mut map = SpillingMap::new();
-        for (k, c) in records {
-            map.insert(k, c, |c| c, |a, c| merge(&self.env, a, c))
-                .unwrap_or_else(|e| throw(e));
-        }
+        map.insert_all(records, |c| c, |a, c| merge(&self.env, a, c))
+            .unwrap_or_else(|e| throw(e));
         let env = self.env.clone();
         map.finish(move |a, b| merge(&env, a, b))
             .unwrap_or_else(|e| throw(e))

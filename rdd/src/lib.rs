@@ -24,6 +24,7 @@ pub mod shuffled;
 pub mod sources;
 pub mod spill;
 pub mod stage;
+mod table;
 pub mod task;
 pub mod transforms;
 

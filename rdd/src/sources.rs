@@ -371,7 +371,12 @@ impl Iterator for LineIter {
                 self.buf.pop();
             }
         }
-        Some(String::from_utf8_lossy(&self.buf).into_owned())
+        // `from_utf8` checks ASCII a word at a time; the lossy decoder
+        // only runs for lines that are not valid UTF-8.
+        Some(match std::str::from_utf8(&self.buf) {
+            Ok(line) => line.to_owned(),
+            Err(_) => String::from_utf8_lossy(&self.buf).into_owned(),
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 
 use crate::node::BoxIter;
 use crate::shuffled::Key;
+use crate::table::{hash_key, CombineTable, BATCH};
 use crate::task::{current_env, record_side_metrics, throw, TaskEnv};
 use ember_core::codec::{self, decompress_block};
 use ember_core::{Data, EmberError, Result};
@@ -292,8 +293,7 @@ impl<K: Key, C: Data> Iterator for MergedRuns<K, C> {
 /// A map from keys to combiners that spills sorted runs when execution
 /// memory runs out. `merge` folds a value into a combiner or starts one.
 pub struct SpillingMap<K, C> {
-    /// `None` only for the moment a combiner is being merged.
-    map: crate::aggregate::StableMap<K, Option<C>>,
+    table: CombineTable<K, C>,
     grant: MemoryGrant,
     estimate: SizeEstimate,
     inserted: usize,
@@ -310,7 +310,7 @@ impl<K: Key, C: Data> SpillingMap<K, C> {
     /// An empty map backed by the running task's execution memory.
     pub fn new() -> Self {
         SpillingMap {
-            map: Default::default(),
+            table: CombineTable::new(),
             grant: MemoryGrant::for_current_task(),
             estimate: SizeEstimate::default(),
             inserted: 0,
@@ -318,49 +318,48 @@ impl<K: Key, C: Data> SpillingMap<K, C> {
         }
     }
 
-    /// Folds `value` into the combiner of `key` with `merge`, creating it
-    /// with `create` if absent.
-    pub fn insert<V>(
+    /// Folds every value of `records` into the combiner of its key with
+    /// `merge`, creating it with `create` if absent. Records are looked up
+    /// a few at a time, the memory they will touch requested first (cache
+    /// misses overlap); the estimated size is checked every 1024 records.
+    pub fn insert_all<V>(
         &mut self,
-        key: K,
-        value: V,
-        create: impl FnOnce(V) -> C,
-        merge: impl FnOnce(C, V) -> C,
+        records: impl Iterator<Item = (K, V)>,
+        mut create: impl FnMut(V) -> C,
+        mut merge: impl FnMut(C, V) -> C,
     ) -> Result<()> {
-        self.inserted += 1;
-        let check = self.inserted.is_multiple_of(CHECK_EVERY);
-        match self.map.get_mut(&key) {
-            Some(slot) => {
-                let c = slot.take().expect("combiner present between merges");
-                *slot = Some(merge(c, value));
+        let mut records = records.fuse();
+        let mut batch: Vec<(K, V)> = Vec::with_capacity(BATCH);
+        let mut hashes: Vec<u64> = Vec::with_capacity(BATCH);
+        loop {
+            batch.extend(records.by_ref().take(BATCH));
+            if batch.is_empty() {
+                return Ok(());
             }
-            None => {
-                let c = create(value);
-                self.map.insert(key, Some(c));
+            hashes.extend(batch.iter().map(|(k, _)| hash_key(k)));
+            self.table.prefetch(&hashes);
+            for ((k, v), h) in batch.drain(..).zip(hashes.drain(..)) {
+                self.table.upsert(h, k, v, &mut create, &mut merge);
+                self.inserted += 1;
+                if self.inserted.is_multiple_of(CHECK_EVERY) {
+                    // One combiner per key: the size follows the number of keys.
+                    if let Some(entry) = self.table.last() {
+                        self.estimate.sample(&entry);
+                    }
+                    let needed = self.estimate.bytes::<(K, C)>(self.table.len());
+                    if !self.grant.ensure(needed)? {
+                        self.spill(needed)?;
+                    }
+                }
             }
         }
-        if check {
-            // One combiner per key: the size follows the number of keys.
-            if let Some(entry) = self.map.iter().next() {
-                self.estimate.sample(&entry);
-            }
-            let needed = self.estimate.bytes::<(K, C)>(self.map.len());
-            if !self.grant.ensure(needed)? {
-                self.spill(needed)?;
-            }
-        }
-        Ok(())
     }
 
     fn spill(&mut self, estimated: u64) -> Result<()> {
         let Some(dir) = self.grant.spill_dir() else {
             return Ok(());
         };
-        let mut entries: Vec<(K, C)> = self
-            .map
-            .drain()
-            .filter_map(|(k, c)| c.map(|c| (k, c)))
-            .collect();
+        let mut entries: Vec<(K, C)> = self.table.drain().collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         self.runs.push(write_run(&dir, entries)?);
         record_side_metrics(|m| m.spill_memory_bytes += estimated);
@@ -373,12 +372,10 @@ impl<K: Key, C: Data> SpillingMap<K, C> {
     /// combined with `merge` (in key order when anything spilled).
     pub fn finish(mut self, merge: impl Fn(C, C) -> C + 'static) -> Result<BoxIter<(K, C)>> {
         if self.runs.is_empty() {
-            let map = std::mem::take(&mut self.map);
-            return Ok(Box::new(
-                map.into_iter().filter_map(|(k, c)| c.map(|c| (k, c))),
-            ));
+            let table = std::mem::replace(&mut self.table, CombineTable::new());
+            return Ok(Box::new(table.into_entries()));
         }
-        let estimated = self.estimate.bytes::<(K, C)>(self.map.len());
+        let estimated = self.estimate.bytes::<(K, C)>(self.table.len());
         self.spill(estimated)?;
         let merged = MergedRuns::new(std::mem::take(&mut self.runs))?.peekable();
         Ok(Box::new(CombineAdjacent {

@@ -218,6 +218,15 @@ fn text_file_strips_crlf_and_reads_a_last_line_without_newline() {
 }
 
 #[test]
+fn text_file_replaces_invalid_utf8_and_keeps_valid_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.txt");
+    std::fs::write(&path, b"plain\nna\xc3\xafve\nbad \xff byte\n\xe2\x82\n").unwrap();
+    let got = ctx().text_file(&path, 1).unwrap().collect().unwrap();
+    assert_eq!(got, vec!["plain", "naïve", "bad \u{FFFD} byte", "\u{FFFD}"]);
+}
+
+#[test]
 fn text_file_of_an_empty_file_has_no_lines() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.txt");
