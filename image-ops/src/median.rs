@@ -217,35 +217,121 @@ impl RankHistogram {
 /// Output lines per tile along y and along z.
 const TILE: usize = 16;
 
-/// One median pass over a rank volume laid out x fastest.
-///
-/// The volume is processed in tiles of `TILE × TILE` lines. Each tile's
-/// input slab (its lines plus the window margin, already reflected) is
-/// re-ranked among its own distinct values, so the histogram spans at most
-/// the slab's size instead of the whole volume's distinct values and stays
-/// in cache.
-fn filter_ranks(ranks: &[u32], [nx, ny, nz]: [usize; 3], radius: usize, side: usize) -> Vec<u32> {
-    let r = radius as isize;
-    // reflect tables: entry i is the source index for window position i - r
-    let table = |n: usize| -> Vec<usize> {
-        (0..n + 2 * radius)
-            .map(|i| reflect_index_scipy(i as isize - r, n))
-            .collect()
-    };
-    let xs = table(nx);
-    let ys = table(ny);
-    let zs = table(nz);
-    let k = ((side * side * side) / 2) as u32;
+/// One median pass over a rank volume laid out x fastest, with the
+/// machine's cores: slabs of `TILE` planes along z are independent, so
+/// they are spread over scoped threads (the result does not depend on how
+/// many).
+fn filter_ranks(ranks: &[u32], shape: [usize; 3], radius: usize, side: usize) -> Vec<u32> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    filter_ranks_on(ranks, shape, radius, side, cores)
+}
 
-    let slab_max = nx * (TILE.min(ny) + 2 * radius) * (TILE.min(nz) + 2 * radius);
-    let mut hist = RankHistogram::new(slab_max);
-    let mut slab = vec![0u32; slab_max];
-    let mut keyed: Vec<u64> = Vec::with_capacity(slab_max);
-    let mut global_of_local: Vec<u32> = Vec::with_capacity(slab_max);
-    let mut plane = Vec::with_capacity(side * side);
+/// [`filter_ranks`] on at most `threads` threads.
+fn filter_ranks_on(
+    ranks: &[u32],
+    [nx, ny, nz]: [usize; 3],
+    radius: usize,
+    side: usize,
+    threads: usize,
+) -> Vec<u32> {
+    let pass = Pass::new([nx, ny, nz], radius, side);
     let mut out = vec![0u32; ranks.len()];
+    // Slab i holds output planes i * TILE .. (i + 1) * TILE.
+    let slabs: Vec<(usize, &mut [u32])> = out
+        .chunks_mut(nx * ny * TILE)
+        .enumerate()
+        .map(|(i, c)| (i * TILE, c))
+        .collect();
+    let threads = threads.clamp(1, slabs.len());
+    if threads == 1 {
+        let mut work = SlabWork::new(&pass);
+        for (z0, slab_out) in slabs {
+            pass.filter_slab(ranks, z0, slab_out, &mut work);
+        }
+        return out;
+    }
+    let mut shares: Vec<Vec<(usize, &mut [u32])>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, slab) in slabs.into_iter().enumerate() {
+        shares[i % threads].push(slab);
+    }
+    std::thread::scope(|scope| {
+        for share in shares {
+            let pass = &pass;
+            scope.spawn(move || {
+                let mut work = SlabWork::new(pass);
+                for (z0, slab_out) in share {
+                    pass.filter_slab(ranks, z0, slab_out, &mut work);
+                }
+            });
+        }
+    });
+    out
+}
 
-    for z0 in (0..nz).step_by(TILE) {
+/// What every slab of one pass shares: the shape, the window and the
+/// reflection tables (entry i is the source index for window position
+/// i - radius).
+struct Pass {
+    shape: [usize; 3],
+    radius: usize,
+    side: usize,
+    xs: Vec<usize>,
+    ys: Vec<usize>,
+    zs: Vec<usize>,
+}
+
+/// One thread's buffers, reused from tile to tile.
+struct SlabWork {
+    hist: RankHistogram,
+    slab: Vec<u32>,
+    keyed: Vec<u64>,
+    global_of_local: Vec<u32>,
+    plane: Vec<usize>,
+}
+
+impl SlabWork {
+    fn new(pass: &Pass) -> Self {
+        let [nx, ny, nz] = pass.shape;
+        let r = pass.radius;
+        let slab_max = nx * (TILE.min(ny) + 2 * r) * (TILE.min(nz) + 2 * r);
+        SlabWork {
+            hist: RankHistogram::new(slab_max),
+            slab: vec![0u32; slab_max],
+            keyed: Vec::with_capacity(slab_max),
+            global_of_local: Vec::with_capacity(slab_max),
+            plane: Vec::with_capacity(pass.side * pass.side),
+        }
+    }
+}
+
+impl Pass {
+    fn new(shape: [usize; 3], radius: usize, side: usize) -> Self {
+        let table = |n: usize| -> Vec<usize> {
+            (0..n + 2 * radius)
+                .map(|i| reflect_index_scipy(i as isize - radius as isize, n))
+                .collect()
+        };
+        Pass {
+            shape,
+            radius,
+            side,
+            xs: table(shape[0]),
+            ys: table(shape[1]),
+            zs: table(shape[2]),
+        }
+    }
+
+    /// Filters output planes `z0 .. z0 + TILE` into `out` (those planes
+    /// only), tile by tile of `TILE × TILE` lines. Each tile's input slab
+    /// (its lines plus the window margin, already reflected) is re-ranked
+    /// among its own distinct values, so the histogram spans at most the
+    /// slab's size instead of the whole volume's distinct values and stays
+    /// in cache.
+    fn filter_slab(&self, ranks: &[u32], z0: usize, out: &mut [u32], w: &mut SlabWork) {
+        let [nx, ny, nz] = self.shape;
+        let (radius, side) = (self.radius, self.side);
+        let (xs, ys, zs) = (&self.xs, &self.ys, &self.zs);
+        let k = ((side * side * side) / 2) as u32;
         let tz = TILE.min(nz - z0);
         let sz = tz + 2 * radius;
         for y0 in (0..ny).step_by(TILE) {
@@ -253,26 +339,28 @@ fn filter_ranks(ranks: &[u32], [nx, ny, nz]: [usize; 3], radius: usize, side: us
             let sy = ty + 2 * radius;
 
             // the slab's global ranks, sorted with their slab positions
-            keyed.clear();
+            w.keyed.clear();
             for (kk, &zsrc) in zs[z0..z0 + sz].iter().enumerate() {
                 for (jj, &ysrc) in ys[y0..y0 + sy].iter().enumerate() {
                     let src = nx * (ysrc + ny * zsrc);
                     let dst = nx * (jj + sy * kk);
                     for x in 0..nx {
-                        keyed.push(u64::from(ranks[src + x]) << 32 | (dst + x) as u64);
+                        w.keyed
+                            .push(u64::from(ranks[src + x]) << 32 | (dst + x) as u64);
                     }
                 }
             }
-            keyed.sort_unstable();
-            global_of_local.clear();
-            for &key in &keyed {
+            w.keyed.sort_unstable();
+            w.global_of_local.clear();
+            for &key in &w.keyed {
                 let global = (key >> 32) as u32;
-                if global_of_local.last() != Some(&global) {
-                    global_of_local.push(global);
+                if w.global_of_local.last() != Some(&global) {
+                    w.global_of_local.push(global);
                 }
-                slab[(key & 0xffff_ffff) as usize] = (global_of_local.len() - 1) as u32;
+                w.slab[(key & 0xffff_ffff) as usize] = (w.global_of_local.len() - 1) as u32;
             }
-            hist.reset();
+            w.hist.reset();
+            let (hist, slab, plane) = (&mut w.hist, &w.slab, &mut w.plane);
 
             for k0 in 0..tz {
                 for j0 in 0..ty {
@@ -284,17 +372,17 @@ fn filter_ranks(ranks: &[u32], [nx, ny, nz]: [usize; 3], radius: usize, side: us
                         }
                     }
                     for &x in &xs[..side] {
-                        for &p in &plane {
+                        for &p in plane.iter() {
                             hist.insert(slab[p + x]);
                         }
                     }
-                    let line = nx * ((y0 + j0) + ny * (z0 + k0));
+                    let line = nx * ((y0 + j0) + ny * k0);
                     for x in 0..nx {
-                        out[line + x] = global_of_local[hist.kth(k) as usize];
+                        out[line + x] = w.global_of_local[hist.kth(k) as usize];
                         if x + 1 < nx {
                             let (leaving, entering) = (xs[x], xs[x + side]);
                             if leaving != entering {
-                                for &p in &plane {
+                                for &p in plane.iter() {
                                     hist.remove(slab[p + leaving]);
                                     hist.insert(slab[p + entering]);
                                 }
@@ -302,7 +390,7 @@ fn filter_ranks(ranks: &[u32], [nx, ny, nz]: [usize; 3], radius: usize, side: us
                         }
                     }
                     for &x in &xs[nx - 1..nx - 1 + side] {
-                        for &p in &plane {
+                        for &p in plane.iter() {
                             hist.remove(slab[p + x]);
                         }
                     }
@@ -310,7 +398,6 @@ fn filter_ranks(ranks: &[u32], [nx, ny, nz]: [usize; 3], radius: usize, side: us
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -378,6 +465,21 @@ mod tests {
     fn matches_the_definition_across_several_tiles() {
         let v = noise((6, 2 * TILE + 5, TILE + 3), 5, 100_000);
         assert_eq!(median_filter(v.view(), 2).unwrap(), brute(&v, 2));
+    }
+
+    #[test]
+    fn any_number_of_threads_gives_the_same_result() {
+        let v = noise((9, TILE + 3, 3 * TILE + 2), 8, 10_000);
+        let (ranks, _) = rank_transform(v.view());
+        let shape = [9, TILE + 3, 3 * TILE + 2];
+        let one = filter_ranks_on(&ranks, shape, 2, 5, 1);
+        for threads in [2, 3, 8] {
+            assert_eq!(
+                filter_ranks_on(&ranks, shape, 2, 5, threads),
+                one,
+                "{threads}"
+            );
+        }
     }
 
     #[test]
