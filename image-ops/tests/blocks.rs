@@ -179,6 +179,31 @@ fn nlmeans_blocks_with_per_voxel_sigma_stitch_exactly() {
     assert!(bitwise_equal(&whole, &stitched));
 }
 
+/// A brain-like mask: an ellipsoid, so rows hold runs of every length
+/// and blocks cut them anywhere.
+#[test]
+fn nlmeans_blocks_with_an_ellipsoid_mask_stitch_exactly() {
+    let shape = (30, 28, 26);
+    let vol = values(shape, 6);
+    let c = |i: usize, n: usize| (2.0 * i as f64 + 1.0) / n as f64 - 1.0;
+    let mask = Array3::from_shape_fn(shape, |(x, y, z)| {
+        c(x, shape.0).powi(2) + c(y, shape.1).powi(2) + c(z, shape.2).powi(2) < 0.7
+    });
+    let sigma = Array3::from_shape_fn(shape, |(x, y, z)| 12.0 + (x + y + 2 * z) as f64 * 0.25);
+    let whole = nlmeans(vol.view(), mask.view(), Sigma::Constant(17.0), true).unwrap();
+    let whole_pv = nlmeans(vol.view(), mask.view(), Sigma::PerVoxel(sigma.view()), true).unwrap();
+    for blocks in [[2, 3, 2], [1, 4, 5]] {
+        let grid = BlockGrid::new([shape.0, shape.1, shape.2], blocks).unwrap();
+        let stitched = nlmeans_by_blocks(&vol, &mask, None, &grid);
+        assert!(bitwise_equal(&whole, &stitched), "{blocks:?} blocks");
+        let stitched = nlmeans_by_blocks(&vol, &mask, Some(&sigma), &grid);
+        assert!(
+            bitwise_equal(&whole_pv, &stitched),
+            "{blocks:?} blocks, per-voxel sigma"
+        );
+    }
+}
+
 #[test]
 fn nlmeans_with_halo_rejects_a_block_without_its_halo() {
     let vol = values((6, 6, 6), 5);
