@@ -303,7 +303,11 @@ impl<K: Key, V: Data> SegmentStream<K, V> {
         if segments.len() != maps.len() {
             return Err(self.failed(
                 map,
-                format!("{address} sent {} segments for {}", segments.len(), maps.len()),
+                format!(
+                    "{address} sent {} segments for {}",
+                    segments.len(),
+                    maps.len()
+                ),
             ));
         }
         let fetched: u64 = segments.iter().map(|s| s.len() as u64).sum();
