@@ -60,6 +60,16 @@ enum MemValue {
     Serialized(Arc<Vec<u8>>),
 }
 
+/// What [`BlockManager::find`] found.
+enum Found {
+    /// Records in memory, and how to encode them.
+    Records(Arc<dyn Any + Send + Sync>, EncodeFn),
+    /// An encoded block in memory.
+    Encoded(Arc<Vec<u8>>),
+    /// A file in the block folder.
+    OnDisk,
+}
+
 struct MemEntry {
     value: MemValue,
     bytes: u64,
@@ -138,32 +148,35 @@ impl BlockManager {
         self.dir.join(id.file_name())
     }
 
+    /// Where block `id`'s data is, looked up under the lock; `touch`
+    /// marks it as just used (for LRU order).
+    fn find(&self, id: &BlockId, touch: bool) -> Option<Found> {
+        let mut st = self.state();
+        if touch {
+            st.clock += 1;
+        }
+        let now = st.clock;
+        if let Some(e) = st.memory.get_mut(id) {
+            if touch {
+                e.last_use = now;
+            }
+            return Some(match &e.value {
+                MemValue::Deserialized(v, encode) => Found::Records(v.clone(), encode.clone()),
+                MemValue::Serialized(b) => Found::Encoded(b.clone()),
+            });
+        }
+        st.disk.contains(id).then_some(Found::OnDisk)
+    }
+
     /// The records of block `id`, from memory or disk; `None` if absent.
     pub fn get<T: Data>(&self, id: &BlockId) -> Result<Option<Arc<Vec<T>>>> {
-        let what = id.file_name();
-        let found = {
-            let mut st = self.state();
-            st.clock += 1;
-            let now = st.clock;
-            match st.memory.get_mut(id) {
-                Some(e) => {
-                    e.last_use = now;
-                    Some(match &e.value {
-                        MemValue::Deserialized(v, _) => Ok(v.clone()),
-                        MemValue::Serialized(b) => Err(b.clone()),
-                    })
-                }
-                None => None,
-            }
-            .or_else(|| st.disk.contains(id).then(|| Err(Arc::new(Vec::new()))))
-        };
-        match found {
+        match self.find(id, true) {
             None => Ok(None),
-            Some(Ok(any)) => Ok(any.downcast::<Vec<T>>().ok()),
-            Some(Err(bytes)) if !bytes.is_empty() => {
-                Ok(Some(Arc::new(decode_block(&bytes, &what)?)))
+            Some(Found::Records(any, _)) => Ok(any.downcast::<Vec<T>>().ok()),
+            Some(Found::Encoded(bytes)) => {
+                Ok(Some(Arc::new(decode_block(&bytes, &id.file_name())?)))
             }
-            Some(Err(_)) => {
+            Some(Found::OnDisk) => {
                 let path = self.path(id);
                 let bytes = std::fs::read(&path)
                     .map_err(|e| EmberError::io(&path, "read cached block", e))?;
@@ -178,21 +191,12 @@ impl BlockManager {
     /// Block `id` as [`encode_block`] bytes, from memory or disk, for
     /// another executor; `None` if absent. Does not count as a use.
     pub fn get_encoded(&self, id: &BlockId) -> Result<Option<Vec<u8>>> {
-        let found = {
-            let st = self.state();
-            match st.memory.get(id).map(|e| &e.value) {
-                Some(MemValue::Deserialized(_, encode)) => Some(Ok(encode.clone())),
-                Some(MemValue::Serialized(b)) => Some(Err(b.clone())),
-                None => None,
-            }
-            .or_else(|| st.disk.contains(id).then(|| Err(Arc::new(Vec::new()))))
-        };
-        match found {
+        match self.find(id, false) {
             None => Ok(None),
             // Encoded outside the lock: a volume takes a while.
-            Some(Ok(encode)) => encode().map(Some),
-            Some(Err(bytes)) if !bytes.is_empty() => Ok(Some(bytes.to_vec())),
-            Some(Err(_)) => {
+            Some(Found::Records(_, encode)) => encode().map(Some),
+            Some(Found::Encoded(bytes)) => Ok(Some(bytes.to_vec())),
+            Some(Found::OnDisk) => {
                 let path = self.path(id);
                 match std::fs::read(&path) {
                     Ok(bytes) => Ok(Some(bytes)),

@@ -12,6 +12,16 @@ fn small_memory(master: &str) -> Context {
         .unwrap()
 }
 
+/// [`small_memory`] with its local dir in `dir`, to look at the files.
+fn small_memory_in(master: &str, dir: &std::path::Path) -> Context {
+    Context::builder()
+        .master(master)
+        .conf("ember.executor.memory", "64m")
+        .conf("ember.local.dir", dir.to_str().unwrap())
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn group_by_key_over_budget_spills_and_is_correct() {
     for master in ["local[2]", "local-cluster[2,1,64]"] {
@@ -192,12 +202,7 @@ fn map_tasks_whose_output_exceeds_the_budget_spill_and_write_the_same_output() {
     // the two running at once.
     for master in ["local[2]", "local-cluster[2,1,64]"] {
         let local = tempfile::tempdir().unwrap();
-        let ctx = Context::builder()
-            .master(master)
-            .conf("ember.executor.memory", "64m")
-            .conf("ember.local.dir", local.path().to_str().unwrap())
-            .build()
-            .unwrap();
+        let ctx = small_memory_in(master, local.path());
         let (got, m) = shuffle_digest(&ctx);
         assert_eq!(got, expected, "{master}");
         assert!(
@@ -288,12 +293,7 @@ fn entries_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn spill_shuffle_and_block_files_are_gone_when_the_application_ends() {
     for master in ["local[2]", "local-cluster[2,1,64]"] {
         let local = tempfile::tempdir().unwrap();
-        let ctx = Context::builder()
-            .master(master)
-            .conf("ember.executor.memory", "64m")
-            .conf("ember.local.dir", local.path().to_str().unwrap())
-            .build()
-            .unwrap();
+        let ctx = small_memory_in(master, local.path());
         let pairs = ctx
             .range(0, 600_000, 1, 4)
             .unwrap()
