@@ -21,6 +21,10 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash};
 /// and 32 on a 100k-word count).
 pub(crate) const BATCH: usize = 64;
 
+/// Slots of a probe sequence [`CombineTable::prefetch`] follows before
+/// giving up on finding the key's entry early.
+const PROBES_PREFETCHED: usize = 8;
+
 /// An empty slot; a used slot holds the top 32 bits of its key's hash
 /// (the tag) above the entry index plus one.
 const EMPTY: u64 = 0;
@@ -53,14 +57,65 @@ fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
-/// Where `key`'s bytes are when they are not inline: the buffer of a
-/// `String` or `Vec<u8>` (the usual heap-allocated keys), else `None`.
-fn heap_bytes<K: 'static>(key: &K) -> Option<*const u8> {
+/// Asks the CPU to load every cache line of the `len` bytes at `p`: the
+/// first and the last (entries and short keys span at most two lines;
+/// a 40-byte entry straddles a line boundary more often than not).
+#[inline]
+fn prefetch_span<T>(p: *const T, len: usize) {
+    prefetch(p);
+    prefetch(p.cast::<u8>().wrapping_add(len.saturating_sub(1)));
+}
+
+/// Where `key`'s bytes are, and how many, when they are not inline: the
+/// buffer of a `String` or `Vec<u8>` (the usual heap-allocated keys),
+/// else `None`.
+fn heap_bytes<K: 'static>(key: &K) -> Option<(*const u8, usize)> {
     let key: &dyn Any = key;
     if let Some(s) = key.downcast_ref::<String>() {
-        return Some(s.as_ptr());
+        return Some((s.as_ptr(), s.len()));
     }
-    key.downcast_ref::<Vec<u8>>().map(|v| v.as_ptr())
+    key.downcast_ref::<Vec<u8>>().map(|v| (v.as_ptr(), v.len()))
+}
+
+/// `a == b`, with `String` and `Vec<u8>` keys of up to 16 bytes compared
+/// inline. The library `memcmp` reads 32 bytes at once from each key
+/// (masking what is past the end), so a short key near the end of a cache
+/// line pulls in the next line too: a miss the prefetch did not ask for.
+#[inline]
+fn keys_equal<K: Eq + 'static>(a: &K, b: &K) -> bool {
+    let (a_any, b_any): (&dyn Any, &dyn Any) = (a, b);
+    match (bytes_of(a_any), bytes_of(b_any)) {
+        (Some(x), Some(y)) => short_bytes_equal(x, y),
+        _ => a == b,
+    }
+}
+
+/// The bytes of a `String` or `Vec<u8>` key.
+#[inline]
+fn bytes_of(key: &dyn Any) -> Option<&[u8]> {
+    if let Some(s) = key.downcast_ref::<String>() {
+        return Some(s.as_bytes());
+    }
+    key.downcast_ref::<Vec<u8>>().map(|v| v.as_slice())
+}
+
+/// Byte-slice equality that reads only the slices' own bytes when they
+/// are at most 16 long: two overlapping words from each end.
+#[inline]
+fn short_bytes_equal(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
 }
 
 impl<K: Hash + Eq + 'static, C> CombineTable<K, C> {
@@ -90,8 +145,11 @@ impl<K: Hash + Eq + 'static, C> CombineTable<K, C> {
 
     /// Starts loading what looking up `hashes` (at most [`BATCH`]) will
     /// read, level by level so each level's misses overlap: every first
-    /// slot; then the entries whose tags match; then the bytes of those
-    /// entries' keys when they live on the heap.
+    /// slot; then the entries whose tags match along each probe sequence;
+    /// then the bytes of those entries' keys when they live on the heap.
+    /// Entries and keys are fetched whole, both cache lines when they
+    /// straddle two (before, the second line of an entry missed on every
+    /// other lookup).
     pub(crate) fn prefetch(&self, hashes: &[u64]) {
         if self.slots.is_empty() {
             return;
@@ -102,18 +160,29 @@ impl<K: Hash + Eq + 'static, C> CombineTable<K, C> {
         }
         let mut found = [usize::MAX; BATCH];
         for (f, &h) in found.iter_mut().zip(hashes) {
-            let slot = self.slots[h as usize & mask];
-            if slot != EMPTY && slot >> 32 == h >> 32 {
-                let index = (slot as u32 - 1) as usize;
-                if let Some(e) = self.entries.get(index) {
-                    prefetch(e);
-                    *f = index;
+            // Follow the probe sequence (its slots share the first one's
+            // cache line, mostly) to the first slot with the key's tag.
+            let tag = h >> 32;
+            let mut i = h as usize & mask;
+            for _ in 0..PROBES_PREFETCHED {
+                let slot = self.slots[i];
+                if slot == EMPTY {
+                    break;
                 }
+                if slot >> 32 == tag {
+                    let index = (slot as u32 - 1) as usize;
+                    if let Some(e) = self.entries.get(index) {
+                        prefetch_span(e, std::mem::size_of_val(e));
+                        *f = index;
+                    }
+                    break;
+                }
+                i = (i + 1) & mask;
             }
         }
         for &index in &found[..hashes.len().min(BATCH)] {
-            if let Some(p) = self.entries.get(index).and_then(|(k, _)| heap_bytes(k)) {
-                prefetch(p);
+            if let Some((p, len)) = self.entries.get(index).and_then(|(k, _)| heap_bytes(k)) {
+                prefetch_span(p, len);
             }
         }
     }
@@ -145,7 +214,7 @@ impl<K: Hash + Eq + 'static, C> CombineTable<K, C> {
             }
             if slot >> 32 == tag {
                 let (k, c) = &mut self.entries[(slot as u32 - 1) as usize];
-                if *k == key {
+                if keys_equal(k, &key) {
                     let old = c.take().expect("combiner present between merges");
                     *c = Some(merge(old, value));
                     return;
@@ -243,5 +312,26 @@ mod tests {
             table.into_entries().collect::<Vec<_>>(),
             (0..10).map(|i| (format!("k{i}"), 1)).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn short_keys_compare_like_slices() {
+        // Every length up to past the inline limit, equal and with one
+        // byte changed at each position.
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            assert!(keys_equal(&a, &a.clone()), "length {n}");
+            let text = String::from_utf8(a.clone()).expect("ascii");
+            assert!(keys_equal(&text, &text.clone()), "string length {n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!keys_equal(&a, &b), "length {n}, byte {at} differs");
+            }
+            let mut longer = a.clone();
+            longer.push(b'z');
+            assert!(!keys_equal(&a, &longer), "lengths {n} and {}", n + 1);
+        }
+        assert!(keys_equal(&7u64, &7u64) && !keys_equal(&7u64, &8u64));
     }
 }
