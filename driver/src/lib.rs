@@ -14,6 +14,14 @@
 //! }
 //! ```
 
+/// The allocator of every program linking Ember (feature `mimalloc`, on by
+/// default): see [`alloc`].
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: alloc::EmberAllocator = alloc::EmberAllocator;
+
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
 pub mod backend;
 pub mod context;
 pub mod dag;
