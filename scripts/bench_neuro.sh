@@ -34,6 +34,9 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+NAME="bench_neuro.sh"
+# shellcheck source=bench-common.sh
+source "$SCRIPT_DIR/bench-common.sh"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
 VENV_PY="$REPO/.venv/bin/python"
 PEERS="$SCRIPT_DIR/bench_neuro_peers.py"
@@ -50,7 +53,7 @@ while [ "$#" -gt 0 ]; do
         --systems) SYSTEMS="$2"; shift ;;
         --quick) QUICK=1 ;;
         -h|--help)
-            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+            bench_usage "${BASH_SOURCE[0]}"
             exit 0 ;;
         *) echo "bench_neuro.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -65,19 +68,8 @@ fi
 : "${DATA:=$REPO/target/neuro-bench-data}"
 MASTER="local[$THREADS]"
 
-if [ ! -x "$VENV_PY" ]; then
-    echo "bench_neuro.sh: no $VENV_PY; run: bash scripts/python-peers.sh --with-bench" >&2
-    exit 1
-fi
-if [ -z "${JAVA_HOME:-}" ]; then
-    JAVA_BIN="$(command -v java || true)"
-    if [ -z "$JAVA_BIN" ]; then
-        echo "bench_neuro.sh: no java on the PATH and JAVA_HOME is not set" >&2
-        exit 1
-    fi
-    JAVA_HOME="$(dirname "$(dirname "$(readlink -f "$JAVA_BIN")")")"
-fi
-export JAVA_HOME
+bench_need_venv
+bench_need_java
 
 mkdir -p "$OUT" "$RUN" "$DATA"
 cd "$REPO"

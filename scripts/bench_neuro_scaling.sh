@@ -26,6 +26,9 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+NAME="bench_neuro_scaling.sh"
+# shellcheck source=bench-common.sh
+source "$SCRIPT_DIR/bench-common.sh"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
 VENV_PY="$REPO/.venv/bin/python"
 PEERS="$SCRIPT_DIR/bench_neuro_peers.py"
@@ -39,7 +42,7 @@ while [ "$#" -gt 0 ]; do
         --counts) COUNTS="$2"; shift ;;
         --distinct) DISTINCT=1 ;;
         -h|--help)
-            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+            bench_usage "${BASH_SOURCE[0]}"
             exit 0 ;;
         *) echo "bench_neuro_scaling.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -54,10 +57,7 @@ for n in "${COUNT_LIST[@]}"; do [ "$n" -gt "$MAXN" ] && MAXN="$n"; done
 : "${DATA:=$REPO/target/neuro-bench-data}"
 MASTER="local[2]"
 
-if [ ! -x "$VENV_PY" ]; then
-    echo "bench_neuro_scaling.sh: no $VENV_PY; run: bash scripts/python-peers.sh --with-bench" >&2
-    exit 1
-fi
+bench_need_venv
 mkdir -p "$OUT" "$DATA"
 rm -rf "$RUN"
 mkdir -p "$RUN"

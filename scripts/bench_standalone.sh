@@ -19,13 +19,16 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+NAME="bench_standalone.sh"
+# shellcheck source=bench-common.sh
+source "$SCRIPT_DIR/bench-common.sh"
 REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
 QUICK=0
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         -h|--help)
-            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+            bench_usage "${BASH_SOURCE[0]}"
             exit 0 ;;
         *) echo "bench_standalone.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
