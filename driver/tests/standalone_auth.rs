@@ -8,80 +8,19 @@
 use ember_core::auth::{connect_tcp, Secret};
 use ember_core::codec::write_frame;
 use ember_driver::prelude::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SECRET: &str = "correct horse battery staple";
 
-/// An `ember` daemon process, killed when dropped.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+mod support {
+    pub mod daemon;
 }
+use support::daemon::Daemon;
 
-impl Daemon {
-    fn spawn(args: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
-            .args(args)
-            .env("EMBER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ember");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Daemon {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first printed line containing `marker`.
-    fn wait_for(&mut self, marker: &str, within: Duration) -> Option<String> {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(marker)) {
-            return Some(l.clone());
-        }
-        let deadline = Instant::now() + within;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(marker) {
-                        return Some(l);
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn word_after<'a>(line: &'a str, prefix: &str) -> &'a str {
-    let i = line.find(prefix).expect(prefix) + prefix.len();
-    line[i..].split_whitespace().next().unwrap()
+fn ember(args: &[&str]) -> Daemon {
+    Daemon::spawn(std::path::Path::new(env!("CARGO_BIN_EXE_ember")), args)
 }
 
 fn http_get(base: &str, path: &str) -> String {
@@ -103,21 +42,9 @@ fn auth_conf() -> Vec<&'static str> {
 fn start_cluster(work: &std::path::Path) -> (Daemon, Vec<Daemon>, String, String) {
     let mut args = vec!["master", "--port", "0", "--webui-port", "0"];
     args.extend(auth_conf());
-    let mut master = Daemon::spawn(&args);
-    let url = word_after(
-        &master
-            .wait_for("listening on", Duration::from_secs(20))
-            .expect("master starts"),
-        "listening on ",
-    )
-    .to_string();
-    let ui = word_after(
-        &master
-            .wait_for("web UI at", Duration::from_secs(20))
-            .unwrap(),
-        "web UI at ",
-    )
-    .to_string();
+    let mut master = ember(&args);
+    let url = master.word_after("listening on ");
+    let ui = master.word_after("web UI at ");
     let mut workers = Vec::new();
     for i in 0..2 {
         let dir = work.join(format!("worker-{i}"));
@@ -135,12 +62,8 @@ fn start_cluster(work: &std::path::Path) -> (Daemon, Vec<Daemon>, String, String
             dir.as_str(),
         ];
         args.extend(auth_conf());
-        let mut w = Daemon::spawn(&args);
-        assert!(
-            w.wait_for("registered with", Duration::from_secs(20))
-                .is_some(),
-            "worker {i} registers"
-        );
+        let mut w = ember(&args);
+        w.line("registered with");
         workers.push(w);
     }
     (master, workers, url, ui)
@@ -214,7 +137,7 @@ fn strangers_are_refused_and_junk_brings_no_daemon_down() {
 
     // A worker without the secret is refused and does not register.
     let stray_dir = work.path().join("stray");
-    let mut stray = Daemon::spawn(&[
+    let mut stray = ember(&[
         "worker",
         &url,
         "--cores",

@@ -6,72 +6,15 @@
 //! lost executor and where cached partitions live.
 
 use ember_driver::prelude::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Daemon {
-    child: Child,
-    first_lines: Vec<String>,
+mod support {
+    pub mod daemon;
 }
+use support::daemon::Daemon;
 
-impl Daemon {
-    /// Starts `ember ARGS` and reads its stdout up to a line containing
-    /// `until`.
-    fn spawn(args: &[&str], until: &str) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
-            .args(args)
-            .env("EMBER_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let mut first_lines = Vec::new();
-        while let Ok(l) = rx.recv_timeout(Duration::from_secs(20)) {
-            let done = l.contains(until);
-            first_lines.push(l);
-            if done {
-                return Daemon { child, first_lines };
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("ember {args:?} never printed {until:?}: {first_lines:?}");
-    }
-
-    fn after(&self, prefix: &str) -> String {
-        let l = self
-            .first_lines
-            .iter()
-            .find(|l| l.contains(prefix))
-            .unwrap();
-        let i = l.find(prefix).unwrap() + prefix.len();
-        l[i..].split_whitespace().next().unwrap().to_string()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn ember(args: &[&str]) -> Daemon {
+    Daemon::spawn(std::path::Path::new(env!("CARGO_BIN_EXE_ember")), args)
 }
 
 fn json(base: &str, path: &str) -> serde_json::Value {
@@ -92,40 +35,36 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn a_silent_worker_is_declared_lost_and_its_executor_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let master = Daemon::spawn(
-        &[
-            "master",
-            "--port",
-            "0",
-            "--webui-port",
-            "0",
-            "--conf",
-            "ember.worker.timeout=1s",
-        ],
-        "web UI at",
-    );
-    let url = master.after("listening on ");
-    let master_ui = master.after("web UI at ");
+    let mut master = ember(&[
+        "master",
+        "--port",
+        "0",
+        "--webui-port",
+        "0",
+        "--conf",
+        "ember.worker.timeout=1s",
+    ]);
+    let url = master.word_after("listening on ");
+    let master_ui = master.word_after("web UI at ");
     let workers: Vec<Daemon> = (0..2)
         .map(|i| {
             let work = dir.path().join(format!("w{i}"));
-            Daemon::spawn(
-                &[
-                    "worker",
-                    &url,
-                    "--cores",
-                    "2",
-                    "--memory",
-                    "2g",
-                    "--webui-port",
-                    "0",
-                    "--work-dir",
-                    work.to_str().unwrap(),
-                    "--conf",
-                    "ember.worker.heartbeatInterval=200ms",
-                ],
-                "registered with",
-            )
+            let mut w = ember(&[
+                "worker",
+                &url,
+                "--cores",
+                "2",
+                "--memory",
+                "2g",
+                "--webui-port",
+                "0",
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--conf",
+                "ember.worker.heartbeatInterval=200ms",
+            ]);
+            w.line("registered with");
+            w
         })
         .collect();
     let ctx = Context::builder()
@@ -159,10 +98,7 @@ fn a_silent_worker_is_declared_lost_and_its_executor_replaced() {
         .as_str()
         .unwrap()
         .to_string();
-    let victim = workers
-        .iter()
-        .find(|w| w.first_lines.iter().any(|l| l.contains(&victim_id)))
-        .unwrap();
+    let victim = workers.iter().find(|w| w.printed(&victim_id)).unwrap();
     victim.signal("-STOP");
     wait_until("the master to lose the worker", || {
         json(&master_ui, "/json")["aliveworkers"] == 1

@@ -8,10 +8,8 @@
 //! tests need it); run `cargo build -p ember-driver --bin ember` first
 //! when testing this package alone.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn ember() -> PathBuf {
@@ -24,68 +22,9 @@ fn ember() -> PathBuf {
     p
 }
 
-/// An `ember` daemon, killed when dropped.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Daemon {
-    fn spawn(args: &[&str]) -> Daemon {
-        let mut child = Command::new(ember())
-            .args(args)
-            .env("EMBER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ember");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Daemon {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait_for(&mut self, marker: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(marker)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(marker) {
-                        return l;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("ember never printed {marker:?}; printed {:?}", self.seen);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn word_after(line: &str, prefix: &str) -> String {
-    let i = line.find(prefix).expect(prefix) + prefix.len();
-    line[i..].split_whitespace().next().unwrap().to_string()
-}
+#[path = "../../driver/tests/support/daemon.rs"]
+mod daemon;
+use daemon::Daemon;
 
 /// A master and two workers of `cores` cores each.
 struct Cluster {
@@ -97,27 +36,30 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path, cores: usize) -> Cluster {
-        let mut master = Daemon::spawn(&["master", "--port", "0", "--webui-port", "0"]);
-        let url = word_after(&master.wait_for("listening on"), "listening on ");
-        let ui = word_after(&master.wait_for("web UI at"), "web UI at ");
+        let mut master = Daemon::spawn(&ember(), &["master", "--port", "0", "--webui-port", "0"]);
+        let url = master.word_after("listening on ");
+        let ui = master.word_after("web UI at ");
         let cores = cores.to_string();
         let workers = (0..2)
             .map(|i| {
                 let work = dir.join(format!("worker-{i}"));
-                let mut w = Daemon::spawn(&[
-                    "worker",
-                    &url,
-                    "--cores",
-                    &cores,
-                    "--memory",
-                    "2g",
-                    "--webui-port",
-                    "0",
-                    "--work-dir",
-                    work.to_str().unwrap(),
-                ]);
-                let id = word_after(&w.wait_for("offers"), "ember worker: ");
-                w.wait_for("registered with");
+                let mut w = Daemon::spawn(
+                    &ember(),
+                    &[
+                        "worker",
+                        &url,
+                        "--cores",
+                        &cores,
+                        "--memory",
+                        "2g",
+                        "--webui-port",
+                        "0",
+                        "--work-dir",
+                        work.to_str().unwrap(),
+                    ],
+                );
+                let id = daemon::word_after(&w.line("offers"), "ember worker: ");
+                w.line("registered with");
                 (id, w)
             })
             .collect();
@@ -271,8 +213,11 @@ fn wordcount_submitted_to_a_standalone_cluster_matches_local_mode() {
     // `ember history` serves the finished application from its event log.
     let app_id = app["id"].as_str().unwrap();
     assert!(events.join(app_id).is_file(), "no finished log {app_id}");
-    let mut history = Daemon::spawn(&["history", "--dir", events.to_str().unwrap(), "--port", "0"]);
-    let url = word_after(&history.wait_for("serving"), " at ");
+    let mut history = Daemon::spawn(
+        &ember(),
+        &["history", "--dir", events.to_str().unwrap(), "--port", "0"],
+    );
+    let url = daemon::word_after(&history.line("serving"), " at ");
     let apps: serde_json::Value = serde_json::from_str(&get(&url, "/api/v1/applications")).unwrap();
     assert_eq!(apps[0]["id"], app_id, "{apps}");
     assert_eq!(apps[0]["attempts"][0]["completed"], true, "{apps}");
@@ -375,8 +320,7 @@ fn killing_a_worker_in_the_middle_of_a_job_still_gives_local_mode_outputs() {
         .position(|(id, _)| *id == victim)
         .expect("the victim is one of ours");
     let (_, mut worker) = cluster.workers.remove(i);
-    worker.child.kill().unwrap(); // SIGKILL
-    let _ = worker.child.wait();
+    worker.kill();
 
     let status = submit.wait().unwrap();
     let mut err = String::new();
