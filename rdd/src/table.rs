@@ -70,11 +70,7 @@ fn prefetch_span<T>(p: *const T, len: usize) {
 /// buffer of a `String` or `Vec<u8>` (the usual heap-allocated keys),
 /// else `None`.
 fn heap_bytes<K: 'static>(key: &K) -> Option<(*const u8, usize)> {
-    let key: &dyn Any = key;
-    if let Some(s) = key.downcast_ref::<String>() {
-        return Some((s.as_ptr(), s.len()));
-    }
-    key.downcast_ref::<Vec<u8>>().map(|v| (v.as_ptr(), v.len()))
+    bytes_of(key).map(|b| (b.as_ptr(), b.len()))
 }
 
 /// `a == b`, with `String` and `Vec<u8>` keys of up to 16 bytes compared
