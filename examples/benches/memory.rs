@@ -3,16 +3,18 @@
 //! 512 MiB budget by default), each run with default settings except
 //! that budget, and again with the default budget (enough memory). Each
 //! run is a child process of this binary, so its peak resident set
-//! (`VmHWM` of `/proc/self/status`) is its own; the table prints wall
-//! time, the slowdown of the small budget against enough memory (target
-//! <= 1.5x), peak RSS beside the budget, and the bytes spilled.
+//! (`VmHWM` of `/proc/self/status`) is its own; each case runs `--reps`
+//! times (3), alternating the two budgets, and the table prints the
+//! median wall time, the slowdown of the small budget against enough
+//! memory (ratio of medians; target <= 1.5x), the largest peak RSS beside
+//! the budget, the bytes spilled, and every run's time.
 //!
 //! Records: `(u64 key, [u64; 16] value)` (136 bytes in memory), made
 //! inside the job from `range` with a fixed hash, so no input is read;
 //! 1 M distinct keys. Results are checked to be equal across budgets.
 //!
 //! Usage: `cargo bench -p ember-examples --bench memory -- [--quick]
-//! [--data-mb N] [--budget-mb N] [--only groupby,sort]`; the environment
+//! [--data-mb N] [--budget-mb N] [--reps N] [--only groupby,sort]`; the environment
 //! variable `EMBER_MEMORY_BENCH_QUICK=1` is the same as `--quick`.
 
 use clap::Parser;
@@ -34,6 +36,11 @@ struct Cli {
     /// --quick: 128].
     #[arg(long)]
     budget_mb: Option<u64>,
+    /// Runs of each case, alternating default and small budget; the table
+    /// shows the median wall time and the largest peak RSS [default: 3;
+    /// --quick: 1].
+    #[arg(long)]
+    reps: Option<usize>,
     /// Comma-separated jobs: groupby, sort.
     #[arg(long, default_value = "groupby,sort")]
     only: String,
@@ -201,6 +208,38 @@ fn run_case(job: &str, records: u64, executor_memory: Option<&str>) -> Result<Me
     })
 }
 
+/// The runs of one case: median wall time, the largest peak RSS and
+/// spill, and every wall time.
+struct Summary {
+    seconds: f64,
+    peak_rss: u64,
+    spill_memory: u64,
+    spill_disk: u64,
+    all_seconds: String,
+}
+
+impl Summary {
+    fn of(runs: &[Measured]) -> Summary {
+        let mut seconds: Vec<f64> = runs.iter().map(|m| m.seconds).collect();
+        let all_seconds = seconds
+            .iter()
+            .map(|s| format!("{s:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        seconds.sort_by(f64::total_cmp);
+        // The middle run (the upper one of an even count).
+        let median = seconds[seconds.len() / 2];
+        let max = |f: fn(&Measured) -> u64| runs.iter().map(f).max().unwrap_or(0);
+        Summary {
+            seconds: median,
+            peak_rss: max(|m| m.peak_rss),
+            spill_memory: max(|m| m.spill_memory),
+            spill_disk: max(|m| m.spill_disk),
+            all_seconds,
+        }
+    }
+}
+
 fn mib(bytes: u64) -> u64 {
     bytes >> 20
 }
@@ -222,33 +261,47 @@ fn run(cli: &Cli) -> Result<()> {
     );
     println!();
     println!(
-        "{:<8} {:<16} {:>8} {:>9} {:>13} {:>11} {:>15} {:>14}",
+        "{:<8} {:<16} {:>8} {:>9} {:>13} {:>11} {:>15} {:>14}   runs s",
         "job",
         "memory",
-        "wall s",
+        "median s",
         "slowdown",
         "peak RSS MiB",
         "budget MiB",
         "spill mem MiB",
         "spill disk MiB"
     );
+    let reps = cli.reps.unwrap_or(if quick { 1 } else { 3 }).max(1);
     for job in cli.only.split(',').map(str::trim).filter(|j| !j.is_empty()) {
-        let roomy = run_case(job, records, None)?;
-        let tight = run_case(job, records, Some(&small))?;
-        if roomy.checksum != tight.checksum {
+        // Alternating the two budgets spreads any drift of the machine
+        // over both sides of the ratio.
+        let mut roomy_runs = Vec::new();
+        let mut tight_runs = Vec::new();
+        for _ in 0..reps {
+            roomy_runs.push(run_case(job, records, None)?);
+            tight_runs.push(run_case(job, records, Some(&small))?);
+        }
+        let checksum = roomy_runs[0].checksum;
+        if let Some(other) = roomy_runs
+            .iter()
+            .chain(&tight_runs)
+            .find(|m| m.checksum != checksum)
+        {
             return Err(EmberError::TaskFailed {
                 message: format!(
-                    "{job}: results differ between budgets ({} vs {})",
-                    roomy.checksum, tight.checksum
+                    "{job}: results differ between runs ({checksum} vs {})",
+                    other.checksum
                 ),
             });
         }
+        let roomy = Summary::of(&roomy_runs);
+        let tight = Summary::of(&tight_runs);
         for (label, m, budget) in [
             ("default", &roomy, None),
             ("small budget", &tight, Some(budget)),
         ] {
             println!(
-                "{:<8} {:<16} {:>8.2} {:>9} {:>13} {:>11} {:>15} {:>14}",
+                "{:<8} {:<16} {:>8.2} {:>9} {:>13} {:>11} {:>15} {:>14}   {}",
                 job,
                 label,
                 m.seconds,
@@ -261,6 +314,7 @@ fn run(cli: &Cli) -> Result<()> {
                 budget.map_or("(phys/2)".into(), |b| mib(b).to_string()),
                 mib(m.spill_memory),
                 mib(m.spill_disk),
+                m.all_seconds,
             );
         }
     }
