@@ -28,6 +28,7 @@
 use clap::Parser;
 use ember_driver::prelude::*;
 use ember_driver::Result;
+use ember_examples::words;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -279,29 +280,6 @@ fn text_input(dir: &Path, bytes: u64, vocab: usize, seed: u64) -> std::io::Resul
 
 // ---------------------------------------------------------------------------
 // Workloads
-
-/// Words of a line: runs of ASCII letters, lowercased (as the wordcount
-/// example and the Spark script tokenize).
-fn words(mut line: String) -> Vec<(String, u64)> {
-    // One lowercasing pass over the line, then a plain copy per word.
-    line.make_ascii_lowercase();
-    let bytes = line.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_alphabetic() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        // ASCII letters are whole characters, so these are char boundaries.
-        out.push((line[start..i].to_owned(), 1));
-    }
-    out
-}
 
 /// 64-bit FNV-1a of `bytes`.
 fn fnv1a(bytes: &[u8]) -> u64 {

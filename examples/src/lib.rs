@@ -29,3 +29,28 @@ impl EngineArgs {
             .build()
     }
 }
+
+/// The words of a line, each paired with 1: runs of ASCII letters,
+/// lowercased, anything else a separator. The `wordcount` example and the
+/// engine benchmark count with it (as the Spark script and `tr -cs
+/// 'A-Za-z'` tokenize).
+pub fn words(mut line: String) -> Vec<(String, u64)> {
+    // One lowercasing pass over the line, then a plain copy per word.
+    line.make_ascii_lowercase();
+    let bytes = line.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_alphabetic() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        // ASCII letters are whole characters, so these are char boundaries.
+        out.push((line[start..i].to_owned(), 1));
+    }
+    out
+}

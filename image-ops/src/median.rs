@@ -243,26 +243,25 @@ fn filter_ranks_on(
         .map(|(i, c)| (i * TILE, c))
         .collect();
     let threads = threads.clamp(1, slabs.len());
-    if threads == 1 {
-        let mut work = SlabWork::new(&pass);
-        for (z0, slab_out) in slabs {
-            pass.filter_slab(ranks, z0, slab_out, &mut work);
-        }
-        return out;
-    }
     let mut shares: Vec<Vec<(usize, &mut [u32])>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, slab) in slabs.into_iter().enumerate() {
         shares[i % threads].push(slab);
     }
+    let filter_share = |share: Vec<(usize, &mut [u32])>| {
+        let mut work = SlabWork::new(&pass);
+        for (z0, slab_out) in share {
+            pass.filter_slab(ranks, z0, slab_out, &mut work);
+        }
+    };
+    // The first share runs on this thread, the others on scoped ones.
+    let mut shares = shares.into_iter();
+    let first = shares.next();
     std::thread::scope(|scope| {
         for share in shares {
-            let pass = &pass;
-            scope.spawn(move || {
-                let mut work = SlabWork::new(pass);
-                for (z0, slab_out) in share {
-                    pass.filter_slab(ranks, z0, slab_out, &mut work);
-                }
-            });
+            scope.spawn(|| filter_share(share));
+        }
+        if let Some(share) = first {
+            filter_share(share);
         }
     });
     out

@@ -526,7 +526,7 @@ impl Run {
 /// wherever it is computed.
 struct Tile {
     region: Region,
-    /// Row `(y, z)` of every table is at [`Tile::at`]; rows up to
+    /// Row `(y, z)` of every table is at [`Tile::index`]; rows up to
     /// [`RUN_PAD`] outside the region hold empty runs.
     /// * [`Level::Voxels`]: the mask runs;
     /// * [`Level::Planes`]: their hull over planes z-1, z and z+1;
@@ -565,8 +565,7 @@ impl Tile {
                 let in_mask = |&x: &usize| mask[[x - r, y - r, z - r]];
                 if let Some(lo) = xs.clone().find(in_mask) {
                     let hi = xs.clone().rev().find(in_mask).map_or(lo, |x| x + 1);
-                    let at = (z + RUN_PAD - region.lo[2]) * ny + (y + RUN_PAD - region.lo[1]);
-                    voxels[at] = Run { lo, hi };
+                    voxels[Tile::index(region, y, z)] = Run { lo, hi };
                 }
             }
         }
@@ -590,15 +589,15 @@ impl Tile {
         }
     }
 
-    /// The index of row `(y, z)` in the run tables.
-    fn at(&self, y: usize, z: usize) -> usize {
-        let ny = self.region.extent(1) + 2 * RUN_PAD;
-        (z + RUN_PAD - self.region.lo[2]) * ny + (y + RUN_PAD - self.region.lo[1])
+    /// The index of row `(y, z)` in the run tables of a tile of `region`.
+    fn index(region: Region, y: usize, z: usize) -> usize {
+        let ny = region.extent(1) + 2 * RUN_PAD;
+        (z + RUN_PAD - region.lo[2]) * ny + (y + RUN_PAD - region.lo[1])
     }
 
     /// The run of row `(y, z)` at `level`.
     fn run(&self, level: Level, y: usize, z: usize) -> Run {
-        self.runs[level as usize][self.at(y, z)]
+        self.runs[level as usize][Tile::index(self.region, y, z)]
     }
 
     /// The pair origins `a` of row `(y, z)` where offset `o` needs `level`:

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use ember_driver::{EmberError, Result};
-use ember_examples::EngineArgs;
+use ember_examples::{words, EngineArgs};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,15 +15,6 @@ struct Cli {
     engine: EngineArgs,
     /// The text file.
     input: PathBuf,
-}
-
-fn words(mut line: String) -> Vec<(String, u64)> {
-    // One lowercasing pass over the line, then a plain copy per word.
-    line.make_ascii_lowercase();
-    line.split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| !w.is_empty())
-        .map(|w| (w.to_owned(), 1))
-        .collect()
 }
 
 fn run(cli: &Cli) -> Result<()> {
