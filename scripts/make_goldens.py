@@ -4,7 +4,7 @@
 Run with the peer venv (see scripts/python-peers.sh):
 
     .venv/bin/python scripts/make_goldens.py [--seed N] [--out DIR]
-                                             [--cases small_64D,S0_10slices,synthetic,edge]
+                                             [--cases small_64D,S0_10slices,synthetic,edge,small_25,oneslice]
 
 Writes image-ops/tests/golden/<case>/ following
 /work/shared/reference/neuro-pipeline.md (the "neuro pipeline" spec):
@@ -20,10 +20,20 @@ Writes image-ops/tests/golden/<case>/ following
   denoised.nii.gz  float32  nlmeans classic, per volume (patch 1, block 5, rician, mask)
   fa.nii.gz, md.nii.gz  float64  TensorModel(gtab, min_signal=1).fit(denoised, mask)
   evals.nii.gz     float64  X x Y x Z x 3 eigenvalues (debugging)
+  ga, ad, rd, mode .nii.gz  float32  X x Y x Z   the TensorFit's other maps (names as
+                   DIPY's dipy_fit_dti workflow writes them; float32 as it saves them)
+  rgb.nii.gz       float32  X x Y x Z x 3     TensorFit.color_fa (the workflow writes
+                            uint8(255 * this); the float keeps the test's tolerance meaningful)
+  evecs.nii.gz     float32  X x Y x Z x 3 x 3 evecs[..., j, i] = component j of eigenvector i
+  tensors.nii.gz   float32  X x Y x Z x 1 x 6 lower_triangular(quadratic_form) in NIfTI
+                            order Dxx, Dxy, Dyy, Dxz, Dyz, Dzz (nifti1_symmat, as the workflow,
+                            which keeps float64)
   provenance.json           versions, command, seed, file list, spec self-checks
 
 and image-ops/tests/golden/edge/ (tiny volumes for filter edge modes), plus a
-top-level PROVENANCE.md. All outputs are deterministic for a given seed and
+top-level PROVENANCE.md. The thin cases small_25 (10 x 8 x 2) and oneslice
+(16 x 16 x 1) have no denoised.nii.gz (DIPY's classic nlmeans is not
+deterministic on so short an axis): their tensor maps are fitted on the input. All outputs are deterministic for a given seed and
 package versions (nibabel writes gzip with mtime 0).
 
 The script also re-implements two steps straight from the spec text in numpy
@@ -55,6 +65,7 @@ try:
     from dipy.denoise.nlmeans import nlmeans
     from dipy.denoise.noise_estimate import estimate_sigma
     from dipy.io.gradients import read_bvals_bvecs
+    from dipy.io.utils import nifti1_symmat
     from dipy.reconst.dti import TensorModel, design_matrix
     from dipy.segment.mask import median_otsu, multi_median
     from dipy.segment.threshold import otsu
@@ -197,7 +208,7 @@ def synthetic_phantom(shape, bvals, bvecs, rng, sigma=20.0, s0_level=1000.0):
     """Ellipsoid 'brain' in zero background with a tensor field and Rician noise.
 
     Coordinates: x, y, z = numpy.linspace(-1, 1, n) along each axis (index
-    order i, j, k). Ellipsoid radius r = sqrt((x/1.15)^2 + (y/1.15)^2 + (z/1.1)^2);
+    order i, j, k); an axis of one voxel sits at 0 (the middle slice). Ellipsoid radius r = sqrt((x/1.15)^2 + (y/1.15)^2 + (z/1.1)^2);
     brain weight w = smoothstep(clip((1 - r) / 0.5 + 0.5, 0, 1)) with
     smoothstep(t) = t^2 (3 - 2t): 1 for r <= 0.75, 0 for r >= 1.25 (the box
     corners are background). A soft edge keeps estimate_sigma's Laplacian from
@@ -216,7 +227,7 @@ def synthetic_phantom(shape, bvals, bvecs, rng, sigma=20.0, s0_level=1000.0):
     """
     X, Y, Z = shape
     gx, gy, gz = np.meshgrid(
-        *(np.linspace(-1.0, 1.0, n) for n in shape), indexing="ij"
+        *(np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1) for n in shape), indexing="ij"
     )
     r = np.sqrt((gx / 1.15) ** 2 + (gy / 1.15) ** 2 + (gz / 1.1) ** 2)
     t = np.clip((1.0 - r) / 0.5 + 0.5, 0.0, 1.0)
@@ -384,8 +395,36 @@ def mask_step(mean_b0: np.ndarray, T: Timer):
     return median1, median2, mask.astype(bool), otsu_info
 
 
+def save_tensor_maps(case_dir: Path, fit, affine, files: dict, fitted: str) -> None:
+    """Every map of DIPY's dipy_fit_dti workflow other than fa, md, evals
+    (written by run_pipeline), from the TensorFit itself, in the workflow's
+    file names and array layouts."""
+    for name, arr, what in (
+        ("ga", fit.ga, "geodesic anisotropy, 0 where evals[0] == 0"),
+        ("ad", fit.ad, "axial diffusivity evals[0] (mm^2/s)"),
+        ("rd", fit.rd, "radial diffusivity (evals[1] + evals[2]) / 2 (mm^2/s)"),
+        ("mode", fit.mode, "tensor mode of quadratic_form, 0 where the deviatoric norm is 0"),
+    ):
+        save_nii(case_dir / f"{name}.nii.gz", arr, affine, np.float32)
+        files[f"{name}.nii.gz"] = f"float32 X*Y*Z: {what}, of the fit on {fitted}; 0 outside mask"
+    save_nii(case_dir / "rgb.nii.gz", fit.color_fa, affine, np.float32)
+    files["rgb.nii.gz"] = (f"float32 X*Y*Z*3: TensorFit.color_fa = abs(evecs[..., 0]) * clip(fa, 0, 1), fit on {fitted} "
+                           "(the workflow saves uint8(255 * this))")
+    save_nii(case_dir / "evecs.nii.gz", fit.evecs, affine, np.float32)
+    files["evecs.nii.gz"] = (f"float32 X*Y*Z*3*3: evecs[x, y, z, j, i] = component j of eigenvector i (columns, "
+                             f"evals order), fit on {fitted}; sign as LAPACK gives it")
+    # float32 to keep the committed file small (the workflow keeps float64;
+    # rounding moves a value of ~1e-3 by ~1e-10, far under the 1e-7 tolerance)
+    tensors = np.asarray(fit.lower_triangular(), dtype=np.float32)
+    img = nifti1_symmat(tensors, affine=affine)  # the workflow's call: X*Y*Z*1*6, symmetric-matrix intent
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, str(case_dir / "tensors.nii.gz"))
+    files["tensors.nii.gz"] = (f"float32 X*Y*Z*1*6: lower_triangular(quadratic_form), Dxx, Dxy, Dyy, Dxz, Dyz, Dzz, "
+                               f"quadratic_form = evecs diag(evals) evecs^T (clipped evals), fit on {fitted}")
+
+
 def run_pipeline(case: str, case_dir: Path, data: np.ndarray, affine, bvals, bvecs,
-                 meta: dict, do_spec_check: bool, log) -> dict:
+                 meta: dict, do_spec_check: bool, log, denoise: bool = True) -> dict:
     T = Timer()
     files = {}
     has_grad = bvals is not None
@@ -432,11 +471,19 @@ def run_pipeline(case: str, case_dir: Path, data: np.ndarray, affine, bvals, bve
                 )
             return out
 
-        denoised = T.run("nlmeans", denoise_all)
-        assert denoised.dtype == np.float32
-        save_nii(case_dir / "denoised.nii.gz", denoised, affine, np.float32)
-        files["denoised.nii.gz"] = ("float32 X*Y*Z*N: per volume nlmeans(vol, sigma=sigma[i], mask=mask, "
-                                    "patch_radius=1, block_radius=5, rician=True, method='classic'); 0 outside mask")
+        if denoise:
+            denoised = T.run("nlmeans", denoise_all)
+            assert denoised.dtype == np.float32
+            save_nii(case_dir / "denoised.nii.gz", denoised, affine, np.float32)
+            files["denoised.nii.gz"] = ("float32 X*Y*Z*N: per volume nlmeans(vol, sigma=sigma[i], mask=mask, "
+                                        "patch_radius=1, block_radius=5, rician=True, method='classic'); 0 outside mask")
+            fitted = "denoised"
+        else:
+            # a dimension under 5: DIPY's classic nlmeans reads memory it did
+            # not pad there, so the fit reads the input itself
+            denoised = data
+            fitted = "input"
+        meta["fit_input"] = f"{fitted}.nii.gz"
 
         model = TensorModel(gtab, min_signal=MIN_SIGNAL)
         fit = T.run("dti_fit", model.fit, denoised, mask=mask)
@@ -449,6 +496,7 @@ def run_pipeline(case: str, case_dir: Path, data: np.ndarray, affine, bvals, bve
         files["fa.nii.gz"] = "float64 X*Y*Z: FA of TensorModel(gtab, min_signal=1).fit(denoised, mask) (WLS); 0 outside mask"
         files["md.nii.gz"] = "float64 X*Y*Z: MD (mm^2/s) of the same fit; 0 outside mask"
         files["evals.nii.gz"] = "float64 X*Y*Z*3: eigenvalues, descending, clipped below at 1e-6/max(-X); 0 outside mask"
+        save_tensor_maps(case_dir, fit, affine, files, fitted)
 
         X = design_matrix(gtab)
         meta["design_matrix"] = {
@@ -460,19 +508,20 @@ def run_pipeline(case: str, case_dir: Path, data: np.ndarray, affine, bvals, bve
         log(f"  sigma[0..3] {sigma[:3]}, fa max {fa.max():.4f}, md median-in-mask {np.median(md[mask]):.4g}")
 
         if do_spec_check:
-            # (a) NL-means from the spec text vs DIPY
-            t = time.perf_counter()
-            worst = 0.0
-            for i in range(data.shape[3]):
-                ours = nlmeans_spec(data[..., i], float(sigma[i]), mask)
-                d = denoised[..., i][mask].astype(np.float64)
-                o = ours[mask].astype(np.float64)
-                rel = np.abs(o - d) / np.maximum(np.abs(d), 1e-30)
-                rel[(d == 0) & (o == 0)] = 0.0
-                worst = max(worst, float(rel.max()) if rel.size else 0.0)
-            spec_check["nlmeans_max_rel_diff_in_mask"] = worst
-            spec_check["nlmeans_seconds"] = round(time.perf_counter() - t, 3)
-            # (b) DTI from the spec text (float64 log) vs DIPY, on DIPY's denoised data
+            if denoise:
+                # (a) NL-means from the spec text vs DIPY
+                t = time.perf_counter()
+                worst = 0.0
+                for i in range(data.shape[3]):
+                    ours = nlmeans_spec(data[..., i], float(sigma[i]), mask)
+                    d = denoised[..., i][mask].astype(np.float64)
+                    o = ours[mask].astype(np.float64)
+                    rel = np.abs(o - d) / np.maximum(np.abs(d), 1e-30)
+                    rel[(d == 0) & (o == 0)] = 0.0
+                    worst = max(worst, float(rel.max()) if rel.size else 0.0)
+                spec_check["nlmeans_max_rel_diff_in_mask"] = worst
+                spec_check["nlmeans_seconds"] = round(time.perf_counter() - t, 3)
+            # (b) DTI from the spec text (float64 log) vs DIPY, on the fit's input
             Xs = spec_design_matrix(np.asarray(bvals, float), np.asarray(bvecs, float))
             spec_check["design_matrix_max_abs_diff_vs_dipy"] = float(np.abs(Xs - X).max())
             FA, MD = dti_spec(denoised, mask, Xs)
@@ -484,7 +533,7 @@ def run_pipeline(case: str, case_dir: Path, data: np.ndarray, affine, bvals, bve
             FA32, MD32 = dti_spec(np.exp(np.log(s32).astype(np.float64)), mask, Xs)
             spec_check["fa_max_abs_diff_in_mask_with_float32_log"] = float(np.abs(FA32 - fa)[mask].max())
             spec_check["md_max_abs_diff_in_mask_with_float32_log"] = float(np.abs(MD32 - md)[mask].max())
-            ok = (spec_check["nlmeans_max_rel_diff_in_mask"] <= 1e-4
+            ok = (spec_check.get("nlmeans_max_rel_diff_in_mask", 0.0) <= 1e-4
                   and spec_check["fa_max_abs_diff_in_mask"] <= 1e-4
                   and spec_check["md_max_abs_diff_in_mask"] <= 1e-7)
             spec_check["within_spec_tolerances"] = bool(ok)
@@ -566,6 +615,51 @@ def case_synthetic(out: Path, seed: int, check: bool, log) -> dict:
     return run_pipeline("synthetic", out, data, affine, bvals, bvecs, meta, check, log)
 
 
+def case_small_25(out: Path, seed: int, check: bool, log) -> dict:
+    """DIPY's own thin data set: 10 x 8 x 2 x 26, uint8, one b0."""
+    d = dipy_data_dir()
+    shutil.copyfile(d / "small_25.nii.gz", out / "input.nii.gz")
+    bvals, bvecs = read_bvals_bvecs(str(d / "small_25.bval"), str(d / "small_25.bvec"))
+    write_fsl_gradients(out, bvals, bvecs)
+    img = nib.load(str(out / "input.nii.gz"))
+    data = img.get_fdata(dtype=np.float32)
+    meta = {
+        "source": "dipy wheel data file dipy/data/files/small_25.nii.gz (+ .bval, .bvec)",
+        "input": {
+            "input.nii.gz": f"copied unchanged: {img.get_data_dtype()} {list(img.shape)}, no scaling",
+            "input.bval": "one row, 26 values (%.17g): one b0, 25 directions at b = 2000",
+            "input.bvec": "FSL layout 3 rows x 26 (as the wheel's file)",
+        },
+        "seed": None,
+        "no_denoising": "z has 2 voxels: DIPY's classic nlmeans is not deterministic there (see PROVENANCE.md)",
+    }
+    return run_pipeline("small_25", out, data, img.affine, bvals, bvecs, meta, check, log, denoise=False)
+
+
+ONESLICE_SHAPE = (16, 16, 1)
+
+
+def case_oneslice(out: Path, seed: int, check: bool, log) -> dict:
+    """One axial slice of the synthetic phantom (its middle, z = 0)."""
+    data, bvals, bvecs, affine, brain, fa_true, md_true = build_synthetic_dwi(ONESLICE_SHAPE, seed + 2)
+    save_nii(out / "input.nii.gz", data, affine, np.float32)
+    write_fsl_gradients(out, bvals, bvecs)
+    img = nib.load(str(out / "input.nii.gz"))
+    data = img.get_fdata(dtype=np.float32)
+    meta = {
+        "source": "scripts/make_goldens.py build_synthetic_dwi((16, 16, 1), seed + 2): see synthetic_phantom()",
+        "input": {
+            "input.nii.gz": f"float32 {list(data.shape)}, the phantom's middle slice (z = 0), Rician noise sigma 20",
+            "input.bval": "b = 5 (3 b0 volumes at indices 0, 11, 22), 1000 and 2000 (10 directions each)",
+            "input.bvec": "FSL 3 x 23, as the synthetic case",
+        },
+        "seed": seed + 2,
+        "rng": "numpy.random.default_rng(seed + 2)",
+        "no_denoising": "z has 1 voxel: DIPY's classic nlmeans is not deterministic there (see PROVENANCE.md)",
+    }
+    return run_pipeline("oneslice", out, data, affine, bvals, bvecs, meta, check, log, denoise=False)
+
+
 def case_edge(out: Path, seed: int, check: bool, log) -> dict:
     """Tiny volumes for edge modes: window larger than the volume, one voxel thick."""
     rng = np.random.default_rng(seed + 1)
@@ -617,6 +711,8 @@ CASES = {
     "S0_10slices": case_S0_10slices,
     "synthetic": case_synthetic,
     "edge": case_edge,
+    "small_25": case_small_25,
+    "oneslice": case_oneslice,
 }
 
 
@@ -655,11 +751,19 @@ def write_top_level(out: Path, provs: dict, cmd: str, seed: int) -> None:
         "- nlmeans classic pads by block_radius (5) with index tables equal to numpy",
         "  `reflect` only when every dim >= 6; a dim of 5 or less reads outside the",
         "  array (run-to-run differences for the first two axes, stable but wrong",
-        "  values for the last). Every denoising golden here has all dims >= 10.",
+        "  values for the last). Every denoising golden here has all dims >= 10;",
+        "  small_25 (z = 2) and oneslice (z = 1) have none: their fit goldens are",
+        "  fitted on the input itself.",
         "- nlmeans normalises each weight (w / sum w) before summing w x^2 (the spec",
         "  writes sum(w x^2) / sum(w)); the numpy spec check matched bit for bit here.",
         "- TensorModel.fit takes np.log of the float32 (clipped) signal, i.e. log in float32.",
         "- gradient_table zeroes b-values AND b-vectors of rows whose vector is not unit (NaN -> 0 first).",
+        "- ga, ad, rd, mode, rgb, evecs, tensors are the TensorFit's own (fit.ga, fit.ad, fit.rd, fit.mode,",
+        "  fit.color_fa, fit.evecs, fit.lower_triangular()); mode and tensors use quadratic_form =",
+        "  evecs diag(evals) evecs^T with the clipped evals. evecs' signs are LAPACK's: compare up to sign.",
+        "  Their shapes are dipy_fit_dti's (evecs X*Y*Z*3*3 with vectors as columns, tensors X*Y*Z*1*6);",
+        "  their dtype is float32 (the workflow's, except tensors, which it keeps float64, and rgb,",
+        "  which it writes as uint8(255 * color_fa)).",
         "",
     ]
     (out / "PROVENANCE.md").write_text("\n".join(lines))
