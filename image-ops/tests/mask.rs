@@ -132,9 +132,21 @@ fn synthetic_mask_equals_dipy() {
     check_case("synthetic");
 }
 
+/// DIPY's thin data set (10×8×2): the 9³ window reflects over z again and again.
+#[test]
+fn thin_small_25_mask_equals_dipy() {
+    check_case("small_25");
+}
+
+/// One slice (16×16×1): every z neighbour is the voxel itself.
+#[test]
+fn one_slice_mask_equals_dipy() {
+    check_case("oneslice");
+}
+
 #[test]
 fn gradient_tables_match_dipy_after_zeroing() {
-    for case in ["small_64D", "synthetic"] {
+    for case in ["small_64D", "synthetic", "small_25", "oneslice"] {
         let dir = golden(case);
         let g = GradientTable::from_fsl_files(dir.join("input.bval"), dir.join("input.bvec"), 10.0)
             .unwrap();

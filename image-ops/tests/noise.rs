@@ -51,6 +51,20 @@ fn synthetic_sigma_equals_dipy() {
 }
 
 #[test]
+fn thin_small_25_sigma_equals_dipy() {
+    let worst = worst_relative("small_25");
+    println!("small_25: max relative sigma difference {worst:e}");
+    assert!(worst <= 1e-6, "{worst}");
+}
+
+#[test]
+fn one_slice_sigma_equals_dipy() {
+    let worst = worst_relative("oneslice");
+    println!("oneslice: max relative sigma difference {worst:e}");
+    assert!(worst <= 1e-6, "{worst}");
+}
+
+#[test]
 fn tiny_volumes_sigma_equals_dipy() {
     let dir = golden("edge");
     let edge = json(dir.join("edge.json"));
