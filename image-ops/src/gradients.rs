@@ -178,6 +178,52 @@ impl GradientTable {
         self.bvals.iter().map(|&b| b <= self.b0_threshold).collect()
     }
 
+    /// Shell selection: the table of the volumes with `bval <= max_bval`,
+    /// b0 volumes always included, and the indices (ascending) of the kept
+    /// volumes in this table, i.e. in the image.
+    ///
+    /// b-values of a shell scatter on real scanners (HCP's b = 1000 shell
+    /// holds 990 to 1010), so pass a bound between shells, e.g. 1500 to keep
+    /// the b0s and the b = 1000 shell. Errors, naming `max_bval`, unless at
+    /// least one diffusion-weighted volume and 7 volumes in all remain (a
+    /// tensor has 6 unknowns plus S0).
+    pub fn up_to_bval(&self, max_bval: f64) -> Result<(GradientTable, Vec<usize>)> {
+        let problem = |what: String| {
+            Err(ImageError::invalid(
+                "GradientTable::up_to_bval: max_bval",
+                format!("max_bval = {max_bval}: {what}"),
+            ))
+        };
+        if max_bval.is_nan() {
+            return problem("is not a number".into());
+        }
+        let kept: Vec<usize> = (0..self.len())
+            .filter(|&i| self.bvals[i] <= self.b0_threshold || self.bvals[i] <= max_bval)
+            .collect();
+        let weighted = kept
+            .iter()
+            .filter(|&&i| self.bvals[i] > self.b0_threshold)
+            .count();
+        if weighted == 0 {
+            return problem(format!(
+                "keeps no diffusion-weighted volume (b > b0_threshold = {})",
+                self.b0_threshold
+            ));
+        }
+        if kept.len() < 7 {
+            return problem(format!(
+                "keeps {} volumes ({weighted} diffusion-weighted); a tensor fit needs at least 7",
+                kept.len()
+            ));
+        }
+        let table = GradientTable {
+            bvals: kept.iter().map(|&i| self.bvals[i]).collect(),
+            bvecs: kept.iter().map(|&i| self.bvecs[i]).collect(),
+            b0_threshold: self.b0_threshold,
+        };
+        Ok((table, kept))
+    }
+
     /// Checks that the table has one entry per volume of `image`, whose
     /// header says it has `n_volumes` (`dim[4]`).
     pub fn check_volumes(&self, n_volumes: usize, image: impl AsRef<Path>) -> Result<()> {
@@ -355,6 +401,71 @@ mod tests {
     fn ragged_rows_are_an_error() {
         let e = table("0 1000\n", "0 1\n0\n0 0\n").unwrap_err().to_string();
         assert_eq!(e, "b.bvec:2:1: has 1 numbers but the first row has 2");
+    }
+
+    fn two_shells() -> GradientTable {
+        // b0, then 5 directions at each of b = 1000 and 2000, then a b0.
+        let dirs = [
+            [1.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0],
+            [0.0, 0.0, 1.0],
+            [0.6, 0.8, 0.0],
+            [0.0, 0.6, 0.8],
+        ];
+        let mut bvals = vec![5.0];
+        let mut bvecs = vec![[0.0; 3]];
+        for b in [1000.0, 2000.0] {
+            for d in dirs {
+                bvals.push(b);
+                bvecs.push(d);
+            }
+        }
+        bvals.push(0.0);
+        bvecs.push([0.0; 3]);
+        GradientTable {
+            bvals,
+            bvecs,
+            b0_threshold: DEFAULT_B0_THRESHOLD,
+        }
+    }
+
+    #[test]
+    fn shell_selection_keeps_b0s_and_the_lower_shell() {
+        let g = two_shells();
+        let (sub, kept) = g.up_to_bval(1500.0).unwrap();
+        assert_eq!(kept, [0, 1, 2, 3, 4, 5, 11]);
+        assert_eq!(
+            sub.bvals,
+            [5.0, 1000.0, 1000.0, 1000.0, 1000.0, 1000.0, 0.0]
+        );
+        assert_eq!(sub.bvecs[4], [0.6, 0.8, 0.0]);
+        assert_eq!(sub.b0_threshold, g.b0_threshold);
+        // Everything kept: the same table.
+        let (all, kept) = g.up_to_bval(3000.0).unwrap();
+        assert_eq!(all, g);
+        assert_eq!(kept, (0..12).collect::<Vec<_>>());
+        // The bound is inclusive.
+        assert_eq!(g.up_to_bval(2000.0).unwrap().0, g);
+    }
+
+    #[test]
+    fn shell_selection_needs_seven_volumes_and_a_weighted_one() {
+        let mut g = two_shells();
+        // Without the last b0, the b = 1000 shell leaves 6 volumes: too few.
+        g.bvals.pop();
+        g.bvecs.pop();
+        let e = g.up_to_bval(1000.0).unwrap_err().to_string();
+        assert!(
+            e.contains("max_bval = 1000") && e.contains("keeps 6 volumes"),
+            "{e}"
+        );
+        let e = g.up_to_bval(9.0).unwrap_err().to_string();
+        assert!(
+            e.contains("max_bval = 9") && e.contains("no diffusion-weighted"),
+            "{e}"
+        );
+        assert!(g.up_to_bval(f64::NAN).is_err());
+        assert_eq!(g.up_to_bval(2000.0).unwrap().1.len(), 11);
     }
 
     #[test]
