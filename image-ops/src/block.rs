@@ -99,6 +99,23 @@ impl BlockGrid {
         })
     }
 
+    /// A grid of at most `blocks_per_axis` blocks: `min(k, shape[a])` on
+    /// axis `a`, so that a fixed request (the pipeline's 4×4×4) adapts to
+    /// thin volumes (a 16×16×1 slice gets 4×4×1 blocks). Errors on an axis
+    /// of 0 voxels or a request of 0 blocks.
+    pub fn at_most(shape: [usize; 3], blocks_per_axis: [usize; 3]) -> Result<BlockGrid> {
+        if (0..3).any(|a| shape[a] == 0 || blocks_per_axis[a] == 0) {
+            return Err(ImageError::invalid(
+                "BlockGrid::at_most",
+                format!(
+                    "cannot cut shape {shape:?} into {blocks_per_axis:?} blocks per axis: \
+                     every axis needs a voxel and a block"
+                ),
+            ));
+        }
+        BlockGrid::new(shape, [0, 1, 2].map(|a| blocks_per_axis[a].min(shape[a])))
+    }
+
     /// The volume's shape.
     pub fn shape(&self) -> [usize; 3] {
         self.shape

@@ -299,9 +299,17 @@ impl TensorModel {
             .collect())
     }
 
-    /// Fits every voxel of `mask` in a 4-D image (`[x, y, z, t]`).
+    /// Fits every voxel of `mask` in a 4-D image (`[x, y, z, t]`). Errors
+    /// on a spatial axis of 0 voxels, a mask of another shape, or a number
+    /// of volumes other than [`Self::n_volumes`].
     pub fn fit(&self, data: ArrayView4<'_, f32>, mask: ArrayView3<'_, bool>) -> Result<TensorMaps> {
         let (nx, ny, nz, nt) = data.dim();
+        if nx == 0 || ny == 0 || nz == 0 {
+            return Err(ImageError::invalid(
+                "TensorModel::fit: image",
+                format!("shape {:?} has a spatial axis of 0 voxels", data.dim()),
+            ));
+        }
         if mask.dim() != (nx, ny, nz) {
             return Err(ImageError::invalid(
                 "TensorModel::fit: mask",

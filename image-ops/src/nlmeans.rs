@@ -107,8 +107,8 @@ pub enum Sigma<'a> {
 ///
 /// The volume is padded with numpy's `reflect` rule, reflecting again as
 /// often as needed for short axes. The output is in x-fastest (Fortran)
-/// order. Errors on a mask or sigma of another shape and on a negative or
-/// non-finite sigma.
+/// order. Errors on an axis of 0 voxels, on a mask or sigma of another
+/// shape and on a negative or non-finite sigma.
 pub fn nlmeans(
     volume: ArrayView3<'_, f32>,
     mask: ArrayView3<'_, bool>,
@@ -116,6 +116,7 @@ pub fn nlmeans(
     rician: bool,
 ) -> Result<Array3<f32>> {
     let shape = volume.dim();
+    check_not_empty("nlmeans: volume", shape)?;
     check_shape("nlmeans: mask", mask.dim(), shape)?;
     let sigma = match sigma {
         Sigma::Constant(s) => SigmaGrid::Constant(check_sigma(s)?),
@@ -125,9 +126,6 @@ pub fn nlmeans(
             SigmaGrid::PerVoxel(Grid::reflect_padded(s, |v| v))
         }
     };
-    if shape.0 == 0 || shape.1 == 0 || shape.2 == 0 {
-        return Ok(Array3::zeros(shape.f()));
-    }
     let values = Grid::reflect_padded(volume, f64::from);
     denoise(&values, &sigma, mask, rician)
 }
@@ -139,6 +137,8 @@ pub fn nlmeans(
 ///
 /// The result equals, bit for bit, the block's voxels in [`nlmeans`] of the
 /// whole volume.
+/// Errors on an empty core and on a block, mask or sigma of mismatched
+/// shapes.
 pub fn nlmeans_with_halo(
     padded: ArrayView3<'_, f32>,
     mask: ArrayView3<'_, bool>,
@@ -147,6 +147,7 @@ pub fn nlmeans_with_halo(
 ) -> Result<Array3<f32>> {
     let (px, py, pz) = padded.dim();
     let m = mask.dim();
+    check_not_empty("nlmeans_with_halo: mask", m)?;
     let halo = 2 * BLOCK_RADIUS;
     if px < halo || py < halo || pz < halo || (px - halo, py - halo, pz - halo) != m {
         return Err(ImageError::invalid(
@@ -165,9 +166,6 @@ pub fn nlmeans_with_halo(
             SigmaGrid::PerVoxel(Grid::copied(s, |v| v))
         }
     };
-    if m.0 == 0 || m.1 == 0 || m.2 == 0 {
-        return Ok(Array3::zeros(m.f()));
-    }
     let values = Grid::copied(padded, f64::from);
     denoise(&values, &sigma, mask, rician)
 }
@@ -212,6 +210,18 @@ fn check_shape(
             what,
             format!("shape {got:?} differs from the volume's {want:?}"),
         ))
+    }
+}
+
+/// Padding reflects the volume's own voxels, so every axis needs one.
+fn check_not_empty(what: &'static str, shape: (usize, usize, usize)) -> Result<()> {
+    if shape.0 == 0 || shape.1 == 0 || shape.2 == 0 {
+        Err(ImageError::invalid(
+            what,
+            format!("shape {shape:?} has an axis of 0 voxels"),
+        ))
+    } else {
+        Ok(())
     }
 }
 
