@@ -160,8 +160,8 @@ fn compare(case: &str) -> Diffs {
             let g = [0, 1, 2].map(|j| at(&evecs, &[j, i]));
             let dot: f64 = (0..3).map(|j| g[j] * t.evecs[i][j]).sum();
             let sign = if dot < 0.0 { -1.0 } else { 1.0 };
-            for j in 0..3 {
-                worse(&mut d.evecs, sign * t.evecs[i][j], g[j]);
+            for (&ours, &theirs) in t.evecs[i].iter().zip(&g) {
+                worse(&mut d.evecs, sign * ours, theirs);
             }
         }
     }
