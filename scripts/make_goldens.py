@@ -764,6 +764,9 @@ def write_top_level(out: Path, provs: dict, cmd: str, seed: int) -> None:
         "  Their shapes are dipy_fit_dti's (evecs X*Y*Z*3*3 with vectors as columns, tensors X*Y*Z*1*6);",
         "  their dtype is float32 (the workflow's, except tensors, which it keeps float64, and rgb,",
         "  which it writes as uint8(255 * color_fa)).",
+        "- mode where the three evals are equal (all clipped at the minimum diffusivity, where the",
+        "  fitted signal is flat): the deviatoric of the rebuilt quadratic_form is rounding noise, so",
+        "  DIPY's mode there is arbitrary (seen from -1.36 to 1 in these goldens); the exact value is 0.",
         "",
     ]
     (out / "PROVENANCE.md").write_text("\n".join(lines))
