@@ -40,20 +40,49 @@ pub enum ImageError {
     },
 
     /// The gzip stream is corrupt or ends early.
-    #[error("{file}: gzip stream is corrupt or truncated: {source}")]
+    #[error(
+        "{file}: gzip stream is corrupt or truncated after {position} decompressed bytes{}: {source}",
+        volume_note(.volume)
+    )]
     Gzip {
         /// The file, as the caller named it.
         file: String,
+        /// Decompressed bytes delivered before the failure.
+        position: u64,
+        /// `(volume index, volumes in the file)` when the failure came
+        /// while reading voxel data.
+        volume: Option<(usize, usize)>,
         /// The decoder's error.
         #[source]
         source: std::io::Error,
+    },
+
+    /// A `.nii.gz` whose header declares more data than its compressed size
+    /// can possibly decompress to: refused before anything is allocated.
+    #[error(
+        "{file}: header fields {fields} declare {declared} bytes of header and voxel data, \
+         but a gzip file of {disk_bytes} bytes decompresses to at most {capacity} bytes \
+         (deflate expands at most 1032:1)"
+    )]
+    HeaderExceedsFile {
+        /// The file, as the caller named it.
+        file: String,
+        /// The header fields that make up the size, with their values.
+        fields: String,
+        /// `vox_offset` plus the voxel data the header declares.
+        declared: u64,
+        /// Size of the compressed file on disk.
+        disk_bytes: u64,
+        /// The most that many compressed bytes can decompress to.
+        capacity: u64,
     },
 
     /// The voxel data is shorter than the header's `dim`, `datatype` and
     /// `vox_offset` fields promise.
     #[error(
         "{file}: header fields dim/datatype/vox_offset promise {expected} data bytes \
-         from offset {offset}, but the data ends after {found}"
+         from offset {offset}, but the data ends after {found}, inside volume {volume} \
+         (counting from 0) of {volumes}"
     )]
     TruncatedData {
         /// The file, as the caller named it.
@@ -64,6 +93,10 @@ pub enum ImageError {
         expected: u64,
         /// Bytes actually present.
         found: u64,
+        /// The first volume that is short (counting from 0).
+        volume: usize,
+        /// Volumes the header promises (`dim[4]`).
+        volumes: usize,
     },
 
     /// A volume index past the image's 4th dimension was asked for.
@@ -118,20 +151,20 @@ pub enum ImageError {
         #[source]
         source: png::EncodingError,
     },
-
-    /// The NIfTI writer refused the image.
-    #[error("{file}: cannot write NIfTI: {source}")]
-    NiftiWrite {
-        /// The file, as the caller named it.
-        file: String,
-        /// The writer's error.
-        #[source]
-        source: nifti::NiftiError,
-    },
 }
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;
+
+/// The volume part of a gzip error's message (empty outside voxel data).
+fn volume_note(volume: &Option<(usize, usize)>) -> String {
+    match volume {
+        Some((index, count)) => {
+            format!(", inside volume {index} (counting from 0) of {count}")
+        }
+        None => String::new(),
+    }
+}
 
 /// How a path is printed in messages: as the caller gave it.
 pub(crate) fn file_name(path: &Path) -> String {

@@ -45,7 +45,8 @@ pub use gradients::{GradientTable, DEFAULT_B0_THRESHOLD};
 pub use mask::{mean_of_selected, mean_volumes, median_otsu, MedianOtsu};
 pub use median::{median_filter, median_filter_passes};
 pub use nifti_io::{
-    read_header, read_image, read_volume, volumes, write_image4, write_volume, ImageHeader,
+    read_header, read_image, read_volume, volumes, write_image4, write_nifti, write_volume,
+    Geometry, ImageHeader, VolumeWriter,
 };
 pub use noise::{estimate_sigma, estimate_sigma_4d};
 pub use otsu::otsu;

@@ -5,12 +5,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ember_image::nifti_io::{
-    read_array, read_header, read_image, read_volume, volumes, write_image4, write_volume,
+    read_array, read_header, read_image, read_volume, volumes, write_image4, write_nifti,
+    write_volume, Geometry, VolumeWriter,
 };
 use ember_image::ImageError;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use ndarray::{Array3, Array4, Axis, ShapeBuilder};
+use ndarray::{Array, Array3, Array4, Axis, Dimension, IxDyn, ShapeBuilder};
+use nifti::{IntoNdArray, NiftiObject};
 
 /// The fields of a NIfTI-1 header a test wants to control.
 #[derive(Clone)]
@@ -26,6 +28,7 @@ struct Hdr {
     sform_code: i16,
     quatern: [f32; 6],
     srow: [[f32; 4]; 3],
+    xyzt_units: u8,
     magic: [u8; 4],
     sizeof_hdr: i32,
 }
@@ -51,6 +54,7 @@ impl Hdr {
                 [0.0, 2.5, 0.0, 20.0],
                 [0.0, 0.0, 3.0, 5.5],
             ],
+            xyzt_units: 0,
             magic: *b"n+1\0",
             sizeof_hdr: 348,
         }
@@ -83,6 +87,7 @@ impl Hdr {
         put!(108, self.vox_offset);
         put!(112, self.scl_slope);
         put!(116, self.scl_inter);
+        b[123] = self.xyzt_units;
         put!(252, self.qform_code);
         put!(254, self.sform_code);
         for (i, &q) in self.quatern.iter().enumerate() {
@@ -94,7 +99,8 @@ impl Hdr {
             }
         }
         b[344..348].copy_from_slice(&self.magic);
-        let start = if self.vox_offset.is_finite() {
+        // (offsets past 1 MB are only used to test their refusal)
+        let start = if self.vox_offset.is_finite() && self.vox_offset < 1e6 {
             (self.vox_offset as usize).max(352)
         } else {
             352
@@ -374,7 +380,10 @@ fn writing_to_a_missing_folder_or_odd_name_is_an_error() {
     let e = message(
         write_volume(dir.path().join("out.nii"), v.view(), &eye, [1.0, -1.0, 1.0]).unwrap_err(),
     );
-    assert!(e.contains("voxel sizes"), "{e}");
+    assert!(
+        e.contains("geometry field pixdim[2] = -1 is not a positive finite voxel size"),
+        "{e}"
+    );
 }
 
 // ---- bad input: every error names the file and the field ----
@@ -470,12 +479,27 @@ fn short_data_is_reported_with_sizes() {
     );
     let e = bad("short.nii.gz", &gzip(&with_data(&h, 20)));
     assert!(e.contains("promise 32 data bytes"), "{e}");
-    // a single volume past the end of a .nii is refused without reading it
+    // a .nii shorter than its header says is refused as soon as it is
+    // opened, whichever volume is asked for, naming the first short volume
     let h = Hdr::new(&[2, 2, 2, 3], 16, 32);
     let dir = tempfile::tempdir().unwrap();
     let p = put(dir.path(), "v.nii", &with_data(&h, 64));
-    assert!(read_volume(&p, 1).is_ok());
-    assert!(message(read_volume(&p, 2).unwrap_err()).contains("promise 96 data bytes"));
+    for e in [
+        read_header(&p).unwrap_err(),
+        read_volume(&p, 0).unwrap_err(),
+        read_volume(&p, 2).unwrap_err(),
+        volumes(&p).unwrap_err(),
+    ] {
+        let e = message(e);
+        assert!(
+            e.contains(
+                "promise 96 data bytes from offset 352, but the data ends after 64, \
+                 inside volume 2 (counting from 0) of 3"
+            ),
+            "{e}"
+        );
+    }
+    let p = put(dir.path(), "w.nii", &with_data(&h, 96));
     assert!(message(read_volume(&p, 3).unwrap_err())
         .contains("volume 3 requested but header field dim[4] = 3"));
 }
@@ -531,4 +555,602 @@ fn dipy_small_64d_input_reads_as_int16_shape() {
     assert_eq!(h.shape, [10, 10, 10, 65]);
     assert_eq!(h.datatype, ember_image::nifti_io::Datatype::I16);
     assert_eq!(volumes(&p).unwrap().count(), 65);
+}
+
+// ---- headers that lie: refused before allocating what they claim ----
+
+/// 512×512×1024×20 float32: 20 GiB of voxel data.
+const HUGE: [i16; 4] = [512, 512, 1024, 20];
+
+/// Every entry point that opens a file, each giving its error.
+fn every_reader(p: &Path) -> Vec<String> {
+    vec![
+        message(read_header(p).unwrap_err()),
+        message(read_image(p).unwrap_err()),
+        message(read_volume(p, 0).unwrap_err()),
+        message(volumes(p).unwrap_err()),
+    ]
+}
+
+#[test]
+fn a_lying_nii_is_refused_with_both_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hdr::new(&HUGE, 16, 32);
+    let p = put(dir.path(), "lie.nii", &with_data(&h, 100));
+    for e in every_reader(&p) {
+        assert!(
+            e.contains(
+                "lie.nii: header fields dim/datatype/vox_offset promise 21474836480 data bytes \
+                 from offset 352, but the data ends after 100, inside volume 0"
+            ),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_tiny_nii_gz_claiming_gigabytes_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Hdr::new(&HUGE, 16, 32);
+    let mut e = GzEncoder::new(Vec::new(), Compression::best());
+    e.write_all(&h.bytes(false)).unwrap();
+    let gz = e.finish().unwrap();
+    assert!(gz.len() < 200, "{} bytes", gz.len());
+    let p = put(dir.path(), "lie.nii.gz", &gz);
+    let started = std::time::Instant::now();
+    for e in every_reader(&p) {
+        let want = format!(
+            "lie.nii.gz: header fields dim[1..=4] = [512, 512, 1024, 20], datatype = 16 \
+             (4 bytes per voxel), vox_offset = 352 declare 21474836832 bytes of header and \
+             voxel data, but a gzip file of {} bytes decompresses to at most {} bytes",
+            gz.len(),
+            gz.len() * 1032
+        );
+        assert!(e.contains(&want), "{e}\nwanted: {want}");
+    }
+    // Allocating (let alone zeroing) 20 GiB four times would take far longer.
+    assert!(
+        started.elapsed().as_secs_f64() < 2.0,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// `n` bytes no compressor can shrink (xorshift).
+fn noise_bytes(n: usize, mut state: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}
+
+/// Environment variable marking the child process of the peak-memory test.
+const MEMORY_CHILD: &str = "EMBER_IO_MEMORY_CHILD";
+
+/// Run only as a child of `lying_files_cost_little_memory` (it is ignored
+/// otherwise): reads lying files through every entry point and prints this
+/// process's peak resident memory.
+#[test]
+#[ignore = "run by lying_files_cost_little_memory in a child process"]
+fn memory_child_reads_lying_files() {
+    if std::env::var_os(MEMORY_CHILD).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+
+    // A tiny file claiming 20 GiB: refused by the size check.
+    let gz = gzip(&Hdr::new(&HUGE, 16, 32).bytes(false));
+    let p = put(dir.path(), "tiny.nii.gz", &gz);
+    assert_eq!(every_reader(&p).len(), 4);
+
+    // A plausible file: 2.2 MB of incompressible gzip may hold the 2 GiB
+    // its header claims (two 1 GiB volumes), so only reading finds out.
+    let h = Hdr::new(&[1024, 1024, 256, 2], 16, 32);
+    let mut bytes = h.bytes(false);
+    bytes.extend(noise_bytes(2_200_000, 0x9e37_79b9_7f4a_7c15));
+    let mut e = GzEncoder::new(Vec::new(), Compression::none());
+    e.write_all(&bytes).unwrap();
+    let gz = e.finish().unwrap();
+    drop(bytes);
+    let p = put(dir.path(), "plausible.nii.gz", &gz);
+    drop(gz);
+    assert!(read_header(&p).is_ok());
+    let short = "promise 2147483648 data bytes from offset 352, but the data ends after \
+                 2200000, inside volume 0 (counting from 0) of 2";
+    let mut stream = volumes(&p).unwrap();
+    for e in [
+        read_image(&p).unwrap_err(),
+        read_volume(&p, 1).unwrap_err(),
+        read_volume(&p, 0).unwrap_err(),
+        stream.next().unwrap().unwrap_err(),
+    ] {
+        let e = message(e);
+        assert!(e.contains("plausible.nii.gz") && e.contains(short), "{e}");
+    }
+    assert!(stream.next().is_none());
+
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB");
+    println!("VmHWM_KIB={hwm}");
+}
+
+#[test]
+fn lying_files_cost_little_memory() {
+    // A child process, so that the peak is this work's alone.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "memory_child_reads_lying_files",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MEMORY_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kib: u64 = stdout
+        .lines()
+        .find_map(|l| l.split("VmHWM_KIB=").nth(1))
+        .unwrap_or_else(|| panic!("no VmHWM in:\n{stdout}"))
+        .parse()
+        .unwrap();
+    eprintln!("peak resident memory of the child: {kib} KiB");
+    assert!(kib < 64 * 1024, "peak {kib} KiB");
+}
+
+/// A float32 image of `t` volumes of 64×32×32 (256 KiB each) whose voxels
+/// are their own linear index, as a `.nii`'s bytes.
+fn big_volumes(t: i16) -> Vec<u8> {
+    let h = Hdr::new(&[64, 32, 32, t], 16, 32);
+    let mut bytes = h.bytes(false);
+    for i in 0..64 * 32 * 32 * t as usize {
+        bytes.extend((i as f32).to_le_bytes());
+    }
+    bytes
+}
+
+#[test]
+fn a_gzip_stream_of_data_cut_in_volume_3_names_volume_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = big_volumes(6);
+    let vb = 64 * 32 * 32 * 4;
+    // a complete gzip stream whose data stops half way through volume 3
+    let p = put(
+        dir.path(),
+        "short.nii.gz",
+        &gzip(&bytes[..352 + 3 * vb + vb / 2]),
+    );
+    let want = format!(
+        "short.nii.gz: header fields dim/datatype/vox_offset promise {} data bytes from \
+         offset 352, but the data ends after {}, inside volume 3 (counting from 0) of 6",
+        6 * vb,
+        3 * vb + vb / 2
+    );
+    let streamed: Vec<_> = volumes(&p).unwrap().collect();
+    assert_eq!(streamed.len(), 4, "the stream stops after the first error");
+    assert!(streamed[..3].iter().all(|v| v.is_ok()));
+    for e in [
+        streamed[3].as_ref().unwrap_err().to_string(),
+        message(read_image(&p).unwrap_err()),
+        message(read_volume(&p, 3).unwrap_err()),
+        message(read_volume(&p, 5).unwrap_err()),
+    ] {
+        assert!(e.contains(&want), "{e}\nwanted: {want}");
+    }
+    assert!(read_volume(&p, 2).is_ok());
+}
+
+#[test]
+fn a_gz_file_cut_in_volume_3_names_volume_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = big_volumes(6);
+    let vb = 64 * 32 * 32 * 4;
+    // Stored blocks: the cut lands where the data does, half a volume (far
+    // more than the decoder buffers) into volume 3.
+    let mut e = GzEncoder::new(Vec::new(), Compression::none());
+    e.write_all(&bytes).unwrap();
+    let gz = e.finish().unwrap();
+    let p = put(dir.path(), "cut.nii.gz", &gz[..10 + 352 + 3 * vb + vb / 2]);
+    let streamed: Vec<_> = volumes(&p).unwrap().collect();
+    assert_eq!(streamed.len(), 4);
+    for e in [
+        streamed[3].as_ref().unwrap_err().to_string(),
+        message(read_image(&p).unwrap_err()),
+        message(read_volume(&p, 3).unwrap_err()),
+        message(read_volume(&p, 5).unwrap_err()),
+    ] {
+        assert!(
+            e.starts_with(&format!(
+                "{}: gzip stream is corrupt or truncated after ",
+                p.display()
+            )) && e.contains("inside volume 3 (counting from 0) of 6"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn absurd_header_fields_are_named() {
+    let cases: Vec<(Hdr, &str)> = vec![
+        ({
+            let mut h = Hdr::new(&[2, 2, 2], 16, 32);
+            h.dim[3] = 0;
+            h
+        }, "header field dim[3] = 0 is not a valid dimension"),
+        ({
+            let mut h = Hdr::new(&[2, 2, 2], 16, 32);
+            h.dim[3] = i16::MIN;
+            h
+        }, "header field dim[3] = -32768 is not a valid dimension"),
+        (
+            Hdr::new(&[32767, 32767, 32767, 2], 2, 8),
+            "header field dim = [4, 32767, 32767, 32767, 2] describes more than 1 TiB",
+        ),
+        (
+            Hdr::new(&[2, 2, 2], 16, 16),
+            "header field bitpix = 16 disagrees with datatype 16 (32 bits per voxel)",
+        ),
+        ({
+            let mut h = Hdr::new(&[2, 2, 2], 16, 32);
+            h.vox_offset = -4.0;
+            h
+        }, "header field vox_offset = -4 is not a usable byte offset"),
+        ({
+            let mut h = Hdr::new(&[2, 2, 2], 16, 32);
+            h.vox_offset = 3e12;
+            h
+        }, "header field vox_offset = 3000000000000 is not a usable byte offset"),
+        ({
+            let mut h = Hdr::new(&[2, 2, 2], 16, 32);
+            h.pixdim[3] = -0.0;
+            h
+        }, "header field pixdim[3] = -0 is not a positive finite voxel size"),
+        ({
+            // the sform is in use, but a qform that says it is set must be
+            // usable too: outputs write it back
+            let mut h = Hdr::new(&[2, 2, 2], 16, 32);
+            h.qform_code = 1;
+            h.quatern = [0.9, 0.9, 0.0, 0.0, 0.0, 0.0];
+            h
+        }, "header field quatern_b/c/d = [0.8999999761581421, 0.8999999761581421, 0.0] is not part of a unit quaternion"),
+        ({
+            let mut h = Hdr::new(&[2, 2, 2], 16, 32);
+            h.srow[1][3] = f32::NAN;
+            h
+        }, "header field srow_y = [0.0, 2.5, 0.0, NaN] holds a non-finite value"),
+    ];
+    for (h, want) in cases {
+        for (name, bytes) in [
+            ("a.nii", with_data(&h, 32)),
+            ("a.nii.gz", gzip(&with_data(&h, 32))),
+        ] {
+            let e = bad(name, &bytes);
+            assert!(e.contains(want), "{e}\nwanted: {want}");
+        }
+    }
+}
+
+/// A deterministic xorshift generator for the header fuzzing below.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Garbles a valid file's header thousands of times: every reader returns
+/// `Ok` or `Err`, never panics, and what it accepts is consistent.
+#[test]
+fn garbled_headers_never_panic() {
+    // The fields the reader interprets, where garbling matters most.
+    const FIELDS: [(usize, usize); 12] = [
+        (0, 4),    // sizeof_hdr
+        (40, 16),  // dim
+        (70, 2),   // datatype
+        (72, 2),   // bitpix
+        (76, 32),  // pixdim
+        (108, 4),  // vox_offset
+        (112, 8),  // scl_slope, scl_inter
+        (123, 1),  // xyzt_units
+        (252, 4),  // qform_code, sform_code
+        (256, 24), // quatern, qoffset
+        (280, 48), // srow
+        (344, 4),  // magic
+    ];
+    const SPECIAL: [[u8; 4]; 8] = [
+        [0, 0, 0, 0],
+        [0xff, 0xff, 0xff, 0xff],
+        [0xff, 0x7f, 0, 0],
+        [0, 0x80, 0, 0],
+        [0, 0, 0xc0, 0x7f],       // NaN
+        [0, 0, 0x80, 0x7f],       // inf
+        [0xff, 0xff, 0x7f, 0x7f], // f32::MAX
+        [1, 0, 0, 0],
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (_, valid) = f32_image(false);
+    let (_, valid_be) = f32_image(true);
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut accepted = 0;
+    for round in 0..3000 {
+        let mut bytes = if round % 2 == 0 {
+            valid.clone()
+        } else {
+            valid_be.clone()
+        };
+        for _ in 0..1 + rng.below(4) {
+            let (at, len) = if rng.below(4) == 0 {
+                (rng.below(348), 1)
+            } else {
+                FIELDS[rng.below(FIELDS.len())]
+            };
+            let pos = at + rng.below(len);
+            match rng.below(3) {
+                0 => bytes[pos] = rng.next() as u8,
+                1 => bytes[pos] ^= 1 << rng.below(8),
+                _ => {
+                    let s = SPECIAL[rng.below(SPECIAL.len())];
+                    let start = (at + 2 * rng.below(len.div_ceil(2))).min(348 - 4);
+                    bytes[start..start + 4].copy_from_slice(&s);
+                }
+            }
+        }
+        if rng.below(8) == 0 {
+            // truncated data too
+            let keep = 300 + rng.below(bytes.len() - 300);
+            bytes.truncate(keep);
+        }
+        let gz = round % 3 == 0;
+        let (name, content) = if gz {
+            ("f.nii.gz", gzip(&bytes))
+        } else {
+            ("f.nii", bytes.clone())
+        };
+        let p = put(dir.path(), name, &content);
+        let outcome = std::panic::catch_unwind(|| {
+            let accepted = accepted;
+            let header = read_header(&p);
+            let image = read_image(&p);
+            let first = read_volume(&p, 0);
+            let streamed: Vec<_> = volumes(&p).into_iter().flatten().collect();
+            if let (Ok(h), Ok(img)) = (&header, &image) {
+                assert_eq!(img.data.shape(), h.shape);
+                assert_eq!(first.as_ref().unwrap(), &img.data.index_axis(Axis(3), 0));
+                assert_eq!(streamed.len(), h.shape[3]);
+                // What the reader accepted writes back and reads back alike
+                // (for a few rounds only: each write syncs, which can be slow).
+                if accepted < 4 {
+                    let out = dir.path().join("back.nii");
+                    write_nifti(&out, &img.data, &h.geometry()).unwrap();
+                    assert_eq!(read_header(&out).unwrap().geometry(), h.geometry());
+                }
+                return true;
+            }
+            false
+        });
+        match outcome {
+            Ok(ok) => accepted += usize::from(ok),
+            Err(_) => panic!(
+                "round {round}: a reader panicked on header bytes {:?}",
+                &bytes[..352.min(bytes.len())]
+            ),
+        }
+    }
+    // Some garbling leaves unread fields or equivalent values: those files
+    // must still be accepted, or the readers would just refuse everything.
+    assert!(accepted > 100, "only {accepted} of 3000 accepted");
+}
+
+// ---- geometry kept from input to output ----
+
+#[test]
+fn geometry_round_trips_through_read_write_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Hdr::new(&[3, 4, 2, 5], 16, 32);
+    h.qform_code = 1;
+    h.sform_code = 4;
+    // 90° about z, qfac -1
+    let s = std::f32::consts::FRAC_1_SQRT_2;
+    h.quatern = [0.0, 0.0, s, 1.5, -2.0, 3.25];
+    h.pixdim[0] = -1.0;
+    h.xyzt_units = 2 | 16; // mm and ms
+    let (_, data) = f32_image(false);
+    let mut bytes = h.bytes(false);
+    bytes.extend_from_slice(&data[352..]);
+    let input = put(dir.path(), "in.nii.gz", &gzip(&bytes));
+
+    let header = read_header(&input).unwrap();
+    let g = header.geometry();
+    assert_eq!(
+        g,
+        Geometry {
+            sform_code: 4,
+            srow: [
+                [2.0, 0.0, 0.0, -10.0],
+                [0.0, 2.5, 0.0, 20.0],
+                [0.0, 0.0, 3.0, 5.5]
+            ],
+            qform_code: 1,
+            quatern: [0.0, 0.0, f64::from(s)],
+            qoffset: [1.5, -2.0, 3.25],
+            qfac: -1.0,
+            voxel_size: [2.0, 2.5, 3.0],
+            xyzt_units: 18,
+        }
+    );
+    let json = serde_json::to_string(&g).unwrap();
+    assert_eq!(serde_json::from_str::<Geometry>(&json).unwrap(), g);
+
+    let image = read_image(&input).unwrap();
+    let fa = image.data.index_axis(Axis(3), 0).to_owned();
+    for (name, data) in [
+        ("fa.nii.gz", fa.into_dyn()),
+        ("all.nii", image.data.clone().into_dyn()),
+    ] {
+        let out = dir.path().join(name);
+        write_nifti(&out, &data, &g).unwrap();
+        let back = read_header(&out).unwrap();
+        assert_eq!(back.geometry(), g, "{name}");
+        assert_eq!(back.affine, header.affine, "{name}");
+        // the fields as an independent parser sees them
+        let raw = nifti::ReaderOptions::new().read_file(&out).unwrap();
+        let hdr = raw.header();
+        assert_eq!((hdr.qform_code, hdr.sform_code, hdr.xyzt_units), (1, 4, 18));
+        assert_eq!(hdr.pixdim[..4], [-1.0, 2.0, 2.5, 3.0]);
+        assert_eq!(
+            [hdr.quatern_d, hdr.quatern_x, hdr.quatern_z],
+            [s, 1.5, 3.25]
+        );
+        assert_eq!(hdr.srow_y, [0.0, 2.5, 0.0, 20.0]);
+    }
+    let back = read_image(dir.path().join("all.nii")).unwrap();
+    assert_eq!(back.data, image.data);
+}
+
+#[test]
+fn the_affine_only_geometry_is_the_old_writers_header() {
+    let affine = [
+        [-1.25, 0.0, 0.0, 90.0],
+        [0.0, 1.25, 0.0, -126.0],
+        [0.0, 0.0, 1.25, -72.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.nii");
+    write_volume(
+        &p,
+        Array3::<u8>::zeros((2, 3, 4)).view(),
+        &affine,
+        [1.25; 3],
+    )
+    .unwrap();
+    let raw = nifti::ReaderOptions::new().read_file(&p).unwrap();
+    let h = raw.header();
+    assert_eq!((h.sform_code, h.qform_code, h.xyzt_units), (2, 0, 2 | 8));
+    assert_eq!((h.datatype, h.bitpix, h.vox_offset), (2, 8, 352.0));
+    assert_eq!(
+        read_header(&p).unwrap().geometry(),
+        Geometry::from_affine(&affine, [1.25; 3])
+    );
+}
+
+#[test]
+fn five_d_arrays_write_with_their_dims_in_nifti_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::from_affine(
+        &[
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ],
+        [2.0; 3],
+    );
+    let value = |i: &[usize]| (i[0] + 10 * i[1] + 100 * i[2] + 1000 * i[3] + 10000 * i[4]) as f32;
+    // DIPY's tensor map (X × Y × Z × 1 × 6) and eigenvectors (X × Y × Z × 3 × 3),
+    // in the standard (C) layout and in NIfTI's own (F) layout
+    for shape in [[3, 4, 2, 1, 6], [3, 4, 2, 3, 3]] {
+        let c = Array::from_shape_fn(IxDyn(&shape), |i| value(i.slice()));
+        let f = Array::from_shape_fn(IxDyn(&shape).f(), |i| value(i.slice()));
+        for (name, data) in [("c.nii.gz", &c), ("f.nii", &f)] {
+            let p = dir.path().join(name);
+            write_nifti(&p, data, &g).unwrap();
+            let obj = nifti::ReaderOptions::new().read_file(&p).unwrap();
+            assert_eq!(
+                obj.header().dim,
+                [5, 3, 4, 2, shape[3] as u16, shape[4] as u16, 1, 1]
+            );
+            let back = obj.into_volume().into_ndarray::<f32>().unwrap();
+            assert_eq!(back.shape(), shape);
+            assert_eq!(&back, data, "{name} {shape:?}");
+            // the first voxels on disk run along x
+            let raw = std::fs::read(&p).unwrap();
+            if name.ends_with(".nii") {
+                let first: Vec<f32> = raw[352..352 + 12]
+                    .chunks(4)
+                    .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
+                    .collect();
+                assert_eq!(first, [0.0, 1.0, 2.0]);
+            }
+        }
+    }
+    let e = message(
+        write_nifti(
+            dir.path().join("x.nii"),
+            &Array::<f32, _>::zeros(IxDyn(&[2, 2])),
+            &g,
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        e.contains("shape [2, 2] cannot be stored: 3 to 5 axes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn volume_writer_writes_what_write_nifti_writes_and_nothing_when_unfinished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, bytes) = f32_image(false);
+    let input = put(dir.path(), "in.nii", &bytes);
+    let image = read_image(&input).unwrap();
+    let g = read_header(&input).unwrap().geometry();
+
+    let whole = dir.path().join("whole.nii.gz");
+    write_nifti(&whole, &image.data, &g).unwrap();
+    let streamed = dir.path().join("streamed.nii.gz");
+    let mut w = VolumeWriter::<f32>::create(&streamed, &[3, 4, 2, 5], &g).unwrap();
+    for t in 0..5 {
+        w.write_volume(&image.data.index_axis(Axis(3), t)).unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(
+        std::fs::read(&whole).unwrap(),
+        std::fs::read(&streamed).unwrap()
+    );
+
+    let p = dir.path().join("partial.nii.gz");
+    let mut w = VolumeWriter::<f32>::create(&p, &[3, 4, 2, 5], &g).unwrap();
+    let e = message(w.write_volume(&Array3::zeros((3, 4, 3))).unwrap_err());
+    assert!(
+        e.contains("partial.nii.gz: volume 0 has shape [3, 4, 3], not the image's [3, 4, 2]"),
+        "{e}"
+    );
+    w.write_volume(&image.data.index_axis(Axis(3), 0)).unwrap();
+    let e = message(w.finish().unwrap_err());
+    assert!(
+        e.contains("partial.nii.gz: 1 of 5 volumes written; the file was not created"),
+        "{e}"
+    );
+    let w = VolumeWriter::<f32>::create(&p, &[3, 4, 2, 5], &g).unwrap();
+    drop(w);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["in.nii", "streamed.nii.gz", "whole.nii.gz"]);
 }
