@@ -4,8 +4,9 @@
 //! same outputs, bit for bit, as a clean `local[2]` run.
 
 use ember_driver::Context;
+use ember_examples::neuro::maps::Map;
 use ember_examples::neuro::output::write_subject as write_outputs;
-use ember_examples::neuro::{pipeline, subject, SubjectResult};
+use ember_examples::neuro::{pipeline, subject, PipelineOptions, SubjectResult};
 use ember_examples::phantom::{write_subject, PhantomSpec};
 use ember_examples::steps::Steps;
 use std::path::{Path, PathBuf};
@@ -19,9 +20,15 @@ const DENOISE_SHUFFLE: &str = "shuffle_2_";
 fn run(ctx: &Context, subject_dir: &Path, out: &Path) -> (SubjectResult, Steps) {
     let s = subject::resolve(subject_dir.to_str().unwrap()).unwrap();
     let mut steps = Steps::new();
-    let mut results = pipeline(ctx, std::slice::from_ref(&s), false, &mut steps).unwrap();
-    let r = results.remove(0);
-    write_outputs(out, &s, &r).unwrap();
+    let run = pipeline(
+        ctx,
+        std::slice::from_ref(&s),
+        &PipelineOptions::default(),
+        &mut steps,
+    )
+    .unwrap();
+    let r = run.result(0).unwrap().unwrap();
+    write_outputs(out, &s, &r, &Map::ALL).unwrap();
     (r, steps)
 }
 
@@ -122,19 +129,23 @@ fn killing_an_executor_during_denoising_writes_the_clean_outputs() {
         !ctx.executor_pids().iter().any(|(_, p)| *p == victim),
         "the victim was lost"
     );
-    let report = ctx.job_reports().pop().unwrap();
+    let report = ctx
+        .job_reports()
+        .into_iter()
+        .max_by_key(|r| r.tasks_launched)
+        .unwrap();
     println!(
         "denoise + fit job: stages {:?}, {} tasks ({} failed)",
         report.stages_run, report.tasks_launched, report.tasks_failed
     );
 
     assert_eq!(faulty.mask, clean.mask, "mask");
-    assert_eq!(faulty.fa, clean.fa, "FA");
-    assert_eq!(faulty.md, clean.md, "MD");
-    assert_eq!(faulty.evec, clean.evec, "principal eigenvectors");
-    for file in ["mask.nii.gz", "fa.nii.gz", "md.nii.gz", "fa.png"] {
-        let a = std::fs::read(clean_out.join("phantom").join(file)).unwrap();
-        let b = std::fs::read(faulty_out.join("phantom").join(file)).unwrap();
+    assert_eq!(faulty.maps, clean.maps, "every tensor map");
+    let mut files = vec!["mask.nii.gz".to_string(), "fa.png".into(), "qa.png".into()];
+    files.extend(Map::ALL.iter().map(|m| format!("{}.nii.gz", m.name())));
+    for file in files {
+        let a = std::fs::read(clean_out.join("phantom").join(&file)).unwrap();
+        let b = std::fs::read(faulty_out.join("phantom").join(&file)).unwrap();
         assert!(a == b, "{file} differs from the clean run's");
     }
 }

@@ -80,6 +80,23 @@ pub fn fa_montage(fa: ArrayView3<'_, f32>) -> Result<Montage> {
     tile(fa.dim(), 1, |x, y, z, out| out[0] = to_byte(fa[[x, y, z]]))
 }
 
+/// Montage of an RGB map given as `[x, y, z, 3]` values in 0..1 (DIPY's
+/// colour FA, `rgb`).
+pub fn rgb_montage(rgb: ArrayView4<'_, f32>) -> Result<Montage> {
+    let (nx, ny, nz, c) = rgb.dim();
+    if c != 3 {
+        return Err(ImageError::invalid(
+            "rgb_montage",
+            format!("an RGB map has 3 values a voxel, not {c}"),
+        ));
+    }
+    tile((nx, ny, nz), 3, |x, y, z, out| {
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = to_byte(rgb[[x, y, z, c]]);
+        }
+    })
+}
+
 /// Colour-FA montage: RGB = |principal eigenvector| × FA, the eigenvectors
 /// given as `[x, y, z, 3]`.
 pub fn color_fa_montage(

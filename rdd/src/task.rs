@@ -187,7 +187,7 @@ pub struct TaskDescription {
 
 /// Runs one task of a decoded stage on `env`, catching panics: a panic's
 /// message becomes the failure, and an [`EmberError`] thrown with
-/// `std::panic::panic_any` (how iterators report I/O and fetch failures)
+/// [`throw`] (how iterators report I/O and fetch failures)
 /// keeps its kind.
 pub fn run_task(stage: &DecodedStage, desc: &TaskDescription, env: Arc<TaskEnv>) -> TaskResult {
     let start = Instant::now();
@@ -255,7 +255,9 @@ pub fn panic_to_error(payload: Box<dyn std::any::Any + Send>) -> EmberError {
 /// Turns errors met while iterating into a panic the task runner catches;
 /// iterators cannot return `Result`, so this is how they fail a task.
 pub fn throw(err: EmberError) -> ! {
-    std::panic::panic_any(err)
+    // resume_unwind skips the panic hook: a thrown error is a task failure
+    // the runner reports, not a bug, so no "panicked at" text or backtrace.
+    std::panic::resume_unwind(Box::new(err))
 }
 
 /// Unwraps each `Result` record, failing the task on the first error.

@@ -1,17 +1,23 @@
 //! `neuro`: the diffusion-MRI pipeline of Mehta et al. on Ember.
 //!
-//! `neuro run [--master URL] [--conf k=v]... --out OUT [SUBJECT]...` masks,
-//! denoises and fits a tensor for every subject and writes
-//! `OUT/<subject>/{mask,fa,md}.nii.gz` and `fa.png`. With no SUBJECT it
-//! first writes one small phantom subject and runs on that.
-//! `neuro phantom ...` writes HCP-shaped synthetic subjects.
+//! `neuro run [--master URL] [--conf k=v]... --out OUT [INPUT]...` masks,
+//! denoises and fits a tensor for every subject and writes the mask and
+//! DIPY's tensor maps per subject, a QA image each, and `report.html` /
+//! `run.json` for the run. An INPUT is an HCP folder, an FSL prefix, or a
+//! BIDS dataset root. With no INPUT it first writes one small phantom
+//! subject and runs on that. `neuro phantom ...` writes HCP-shaped
+//! synthetic subjects.
 
 use clap::{Parser, Subcommand};
-use ember_examples::neuro::{output, pipeline, subject, Subject};
+use ember_examples::neuro::maps::{computed, Map};
+use ember_examples::neuro::report::{RunReport, SubjectReport};
+use ember_examples::neuro::subject::{self, InputOptions, SubjectFiles};
+use ember_examples::neuro::{bids, output, pipeline, PipelineOptions, Subject, NOT_RUN};
 use ember_examples::phantom::{write_subjects, PhantomSpec};
 use ember_examples::steps::Steps;
 use ember_examples::EngineArgs;
-use std::path::PathBuf;
+use ember_image::DEFAULT_B0_THRESHOLD;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -22,24 +28,49 @@ struct Cli {
     command: Command,
 }
 
+/// What `neuro run` reads and writes.
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Output folder.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Also write each subject's denoised image.
+    #[arg(long)]
+    save_denoised: bool,
+    /// Go on with the other subjects when one fails; list failures at the end.
+    #[arg(long)]
+    keep_going: bool,
+    /// Tensor maps to write (the mask is always written).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Map::DEFAULT)]
+    save_metrics: Vec<Map>,
+    /// Volumes with b ≤ this are b0.
+    #[arg(long, default_value_t = DEFAULT_B0_THRESHOLD)]
+    b0_threshold: f64,
+    /// Fit the tensor on shells with b ≤ this only (denoising uses every volume).
+    #[arg(long)]
+    max_bval: Option<f64>,
+    /// Use the mask that comes with the data (HCP's nodif_brain_mask) instead of computing one.
+    #[arg(long)]
+    mask_from_input: bool,
+    /// Output name of each INPUT that is not a BIDS dataset, in order.
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// A file listing subjects, one `PATH [NAME]` a line.
+    #[arg(long, value_name = "FILE")]
+    subjects_file: Option<PathBuf>,
+    /// Participants of a BIDS dataset to run (labels, with or without `sub-`); all by default.
+    #[arg(long, num_args = 1.., value_name = "LABEL")]
+    participant_label: Vec<String>,
+    /// HCP folders (data.nii.gz, bvals, bvecs), FSL prefixes (p.nii[.gz], p.bval, p.bvec) or BIDS dataset roots.
+    inputs: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs the pipeline over subjects.
-    Run {
-        #[command(flatten)]
-        engine: EngineArgs,
-        /// Output folder.
-        #[arg(long, default_value = "out")]
-        out: PathBuf,
-        /// Also write each subject's denoised image.
-        #[arg(long)]
-        save_denoised: bool,
-        /// Go on with the other subjects when one is bad; list failures at the end.
-        #[arg(long)]
-        keep_going: bool,
-        /// HCP folders (data.nii.gz, bvals, bvecs) or FSL prefixes (p.nii[.gz], p.bval, p.bvec).
-        subjects: Vec<String>,
-    },
+    Run(RunArgs),
     /// Writes HCP-shaped phantom subjects.
     Phantom {
         /// Volume shape.
@@ -82,16 +113,55 @@ fn demo_spec() -> PhantomSpec {
     }
 }
 
-fn run(
-    engine: &EngineArgs,
-    out: &std::path::Path,
-    save_denoised: bool,
-    keep_going: bool,
-    args: Vec<String>,
-) -> Result<(), String> {
+/// A subject found, or why it could not be: `(name, reason)`.
+type Found = Result<SubjectFiles, (String, String)>;
+
+/// Every subject of the run, in order: positional inputs (BIDS datasets
+/// expanded into their runs), then the subjects file's.
+fn gather(args: &RunArgs, inputs: &[String]) -> Result<Vec<Found>, String> {
+    let is_bids = |i: &String| bids::is_dataset_root(Path::new(i));
+    let plain = inputs.iter().filter(|i| !is_bids(i)).count();
+    if !args.names.is_empty() && args.names.len() != plain {
+        return Err(format!(
+            "--name given {} time(s) for {plain} input(s) that are not BIDS datasets",
+            args.names.len()
+        ));
+    }
+    let mut names = args.names.iter();
+    let mut found = Vec::new();
+    for input in inputs {
+        if is_bids(input) {
+            found.extend(bids::discover(Path::new(input), &args.participant_label)?);
+            continue;
+        }
+        let name = names.next().cloned();
+        found.push(named(subject::locate(input), input, name));
+    }
+    if let Some(list) = &args.subjects_file {
+        for (path, name) in subject::read_list(list)? {
+            found.push(named(subject::locate(&path), &path, name));
+        }
+    }
+    Ok(found)
+}
+
+fn named(located: Result<SubjectFiles, String>, input: &str, name: Option<String>) -> Found {
+    match located {
+        Ok(mut files) => {
+            if let Some(name) = name {
+                files.name = name;
+            }
+            Ok(files)
+        }
+        Err(why) => Err((name.unwrap_or_else(|| input.to_string()), why)),
+    }
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
     let mut steps = Steps::new();
-    let mut args = args;
-    if args.is_empty() {
+    let out = &args.out;
+    let mut inputs = args.inputs.clone();
+    if inputs.is_empty() && args.subjects_file.is_none() {
         let dir = out.join("phantom-input");
         let start = Instant::now();
         let made = write_subjects(&demo_spec(), 1, &dir).map_err(|e| e.to_string())?;
@@ -101,56 +171,133 @@ fn run(
             demo_spec().shape,
             dir.display()
         );
-        args = made.iter().map(|p| p.display().to_string()).collect();
+        inputs = made.iter().map(|p| p.display().to_string()).collect();
     }
-    // Every subject is checked before any work starts.
-    let mut subjects: Vec<Subject> = Vec::new();
-    let mut failures: Vec<String> = Vec::new();
-    for a in &args {
-        match subject::resolve(a) {
-            Ok(s) => subjects.push(s),
-            Err(e) if keep_going => failures.push(e),
-            Err(e) => return Err(e),
+    let options = InputOptions {
+        b0_threshold: args.b0_threshold,
+        max_bval: args.max_bval,
+        mask_from_input: args.mask_from_input,
+    };
+    // Every subject is found and checked before any work starts; the
+    // report keeps input order, failures included.
+    let mut found = gather(&args, &inputs)?;
+    subject::dedupe_names(
+        found
+            .iter_mut()
+            .filter_map(|f| f.as_mut().ok())
+            .map(|f| &mut f.name),
+    );
+    let mut reports: Vec<Option<SubjectReport>> = Vec::new();
+    let mut subjects: Vec<(usize, Subject)> = Vec::new();
+    for (i, f) in found.into_iter().enumerate() {
+        let checked = match f {
+            Ok(files) => {
+                let (name, image) = (files.name.clone(), files.image.clone());
+                subject::check(files, &options).map_err(|why| (name, Some(image), why))
+            }
+            Err((name, why)) => Err((name, None, why)),
+        };
+        match checked {
+            Ok(s) => {
+                subjects.push((i, s));
+                reports.push(None);
+            }
+            Err((_, _, why)) if !args.keep_going => return Err(why),
+            Err((name, image, why)) => reports.push(Some(SubjectReport::failed(&name, image, why))),
         }
     }
-    subject::dedupe_names(&mut subjects);
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: cannot create: {e}", out.display()))?;
+    if subjects.iter().any(|(_, s)| s.bids.is_some()) {
+        let roots: Vec<PathBuf> = inputs
+            .iter()
+            .filter(|i| bids::is_dataset_root(Path::new(i)))
+            .map(PathBuf::from)
+            .collect();
+        let description = bids::derivatives_description(&roots);
+        ember_examples::neuro::report::write_atomic(
+            &out.join("dataset_description.json"),
+            description.to_string().as_bytes(),
+        )?;
+    }
+    let mut first_failure: Option<String> = None;
     if !subjects.is_empty() {
-        let ctx = engine.context("neuro").map_err(|e| e.to_string())?;
-        let results =
-            pipeline(&ctx, &subjects, save_denoised, &mut steps).map_err(|e| e.to_string())?;
+        let ctx = args.engine.context("neuro").map_err(|e| e.to_string())?;
+        let list: Vec<Subject> = subjects.iter().map(|(_, s)| s.clone()).collect();
+        let pipeline_options = PipelineOptions {
+            maps: computed(&args.save_metrics),
+            keep_denoised: args.save_denoised,
+            keep_going: args.keep_going,
+        };
+        let run =
+            pipeline(&ctx, &list, &pipeline_options, &mut steps).map_err(|e| e.to_string())?;
         let start = Instant::now();
-        for r in &results {
-            let s = &subjects[r.subject];
-            match output::write_subject(out, s, r) {
-                Ok(dir) => eprintln!("neuro: {}: wrote {}", s.name, dir.display()),
-                Err(e) if keep_going => failures.push(format!("subject {}: {e}", s.name)),
-                Err(e) => return Err(format!("subject {}: {e}", s.name)),
-            }
+        for (s, (i, subject)) in subjects.iter().enumerate() {
+            let outcome = run.result(s).map_err(|e| e.to_string())?.and_then(|r| {
+                let files = output::write_subject(out, subject, &r, &args.save_metrics)?;
+                Ok((r, files))
+            });
+            reports[*i] = Some(match outcome {
+                Ok((r, files)) => {
+                    eprintln!("neuro: {}: wrote {} files", subject.name, files.len());
+                    let relative = |p: &PathBuf| p.strip_prefix(out).unwrap_or(p).to_path_buf();
+                    let qa = files
+                        .iter()
+                        .find(|p| p.to_string_lossy().contains("qa"))
+                        .map(relative);
+                    SubjectReport {
+                        name: subject.name.clone(),
+                        image: Some(subject.image.clone()),
+                        status: "ok",
+                        reason: None,
+                        mask_voxels: Some(r.mask_voxels()),
+                        sigmas: r.sigmas,
+                        seconds: r.seconds,
+                        outputs: files.iter().map(relative).collect(),
+                        qa,
+                    }
+                }
+                Err(why) if why == NOT_RUN => {
+                    SubjectReport::not_run(&subject.name, Some(subject.image.clone()), why)
+                }
+                Err(why) => {
+                    // Load errors name the file already; the others get it.
+                    let image = subject.image.display().to_string();
+                    let why = if why.contains(&image) {
+                        why
+                    } else {
+                        format!("{why} ({image})")
+                    };
+                    first_failure.get_or_insert_with(|| format!("subject {}: {why}", subject.name));
+                    SubjectReport::failed(&subject.name, Some(subject.image.clone()), why)
+                }
+            });
         }
         steps.record("write", start.elapsed().as_secs_f64());
         ctx.stop();
     }
+    let report = RunReport {
+        master: args.engine.master.clone(),
+        subjects: reports.into_iter().flatten().collect(),
+        steps: steps.rows().to_vec(),
+    };
+    report.write(out)?;
     eprint!("{}", steps.table());
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} subject(s) failed:\n  {}",
-            failures.len(),
-            failures.join("\n  ")
-        ))
+    if report.subjects.len() > 1 || report.failed() > 0 {
+        eprint!("{}", report.summary());
+    }
+    match (first_failure, report.failed()) {
+        (Some(first), _) if !args.keep_going => Err(first),
+        (_, 0) => Ok(()),
+        (_, n) => Err(format!(
+            "{n} of {} subject(s) failed (see {})",
+            report.subjects.len(),
+            out.join("report.html").display()
+        )),
     }
 }
-
 fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
-        Command::Run {
-            engine,
-            out,
-            save_denoised,
-            keep_going,
-            subjects,
-        } => run(&engine, &out, save_denoised, keep_going, subjects),
+        Command::Run(args) => run(args),
         Command::Phantom {
             shape,
             b0,
