@@ -10,7 +10,7 @@
 
 use clap::{Parser, Subcommand};
 use ember_examples::neuro::maps::{computed, Map};
-use ember_examples::neuro::report::{RunReport, SubjectReport};
+use ember_examples::neuro::report::{EngineTotals, RunReport, SubjectReport};
 use ember_examples::neuro::subject::{self, InputOptions, SubjectFiles};
 use ember_examples::neuro::{bids, output, pipeline, PipelineOptions, Subject, NOT_RUN};
 use ember_examples::phantom::{write_subjects, PhantomSpec};
@@ -220,6 +220,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         )?;
     }
     let mut first_failure: Option<String> = None;
+    let mut engine = EngineTotals::default();
     if !subjects.is_empty() {
         let ctx = args.engine.context("neuro").map_err(|e| e.to_string())?;
         let list: Vec<Subject> = subjects.iter().map(|(_, s)| s.clone()).collect();
@@ -273,12 +274,21 @@ fn run(args: RunArgs) -> Result<(), String> {
             });
         }
         steps.record("write", start.elapsed().as_secs_f64());
+        for job in ctx.job_reports() {
+            let m = &job.metrics;
+            engine.shuffle_bytes_written += m.shuffle_bytes_written;
+            engine.spill_memory_bytes += m.spill_memory_bytes;
+            engine.spill_disk_bytes += m.spill_disk_bytes;
+            engine.peak_execution_memory =
+                engine.peak_execution_memory.max(m.peak_execution_memory);
+        }
         ctx.stop();
     }
     let report = RunReport {
         master: args.engine.master.clone(),
         subjects: reports.into_iter().flatten().collect(),
         steps: steps.rows().to_vec(),
+        engine,
     };
     report.write(out)?;
     eprint!("{}", steps.table());

@@ -54,6 +54,19 @@ impl SubjectReport {
     }
 }
 
+/// What the engine moved for the whole run, summed over its jobs.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EngineTotals {
+    /// Bytes written to shuffle files (compressed).
+    pub shuffle_bytes_written: u64,
+    /// In-memory size of data that aggregations spilled.
+    pub spill_memory_bytes: u64,
+    /// Bytes of spill files written.
+    pub spill_disk_bytes: u64,
+    /// Most execution memory one task held at once.
+    pub peak_execution_memory: u64,
+}
+
 /// The whole run.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
@@ -63,6 +76,8 @@ pub struct RunReport {
     pub subjects: Vec<SubjectReport>,
     /// Wall seconds of each step of the run.
     pub steps: Vec<(String, f64)>,
+    /// The engine's shuffle and spill totals.
+    pub engine: EngineTotals,
 }
 
 impl RunReport {
@@ -206,6 +221,7 @@ mod tests {
                 "load: a & b".into(),
             )],
             steps: vec![],
+            engine: EngineTotals::default(),
         };
         let html = report.html();
         assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
