@@ -272,6 +272,7 @@ fn keep_going_writes_the_good_subject_and_reports_the_bad_ones() {
     assert_eq!(status, ["failed", "failed", "ok"]);
     assert_eq!(run["subjects"][2]["sigmas"].as_array().unwrap().len(), 9);
     assert!(run["subjects"][2]["mask_voxels"].as_u64().unwrap() > 0);
+    assert!(run["engine"]["shuffle_bytes_written"].as_u64().unwrap() > 0);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("good/qa.png"));
 
