@@ -39,6 +39,10 @@ pub mod keys {
     pub const MAX_RELAUNCHES: &str = "ember.executor.maxRelaunches";
     /// How long a job waits for an executor when none is left (default 30s).
     pub const EXECUTOR_WAIT: &str = "ember.scheduler.executorWaitTimeout";
+    /// Whether shuffles, cached blocks and broadcasts are removed once no
+    /// handle refers to them (default true; Spark's
+    /// `spark.cleaner.referenceTracking`).
+    pub const CLEANER_REFERENCE_TRACKING: &str = "ember.cleaner.referenceTracking";
 }
 
 /// Configuration of one application: string keys to string values.

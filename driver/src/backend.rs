@@ -183,6 +183,9 @@ impl ExecutorEndpoint for LocalEndpoint {
     fn remove_shuffle(&self, shuffle: ShuffleId) {
         self.executor.env().shuffle_files.remove_shuffle(shuffle);
     }
+    fn remove_broadcast(&self, _: BroadcastId) {
+        // Threads in the driver share its copy, which the cleaner drops.
+    }
     fn shutdown(&self) {}
 }
 
@@ -224,6 +227,9 @@ impl ExecutorEndpoint for RemoteEndpoint {
     }
     fn remove_shuffle(&self, shuffle: ShuffleId) {
         let _ = self.send(&DriverMessage::RemoveShuffle(shuffle));
+    }
+    fn remove_broadcast(&self, id: BroadcastId) {
+        let _ = self.send(&DriverMessage::RemoveBroadcast(id));
     }
     fn shutdown(&self) {
         let _ = self.send(&DriverMessage::Shutdown);

@@ -6,19 +6,21 @@ use crate::backend::{Backend, BroadcastStore, ClusterSettings};
 use crate::dag::{DagScheduler, JobReport};
 use crate::dispatch::Dispatcher;
 use crate::master_url::MasterUrl;
-use crossbeam::channel::unbounded;
+use crossbeam::channel::{unbounded, Receiver, Sender};
 use ember_core::conf::keys;
 use ember_core::{BroadcastId, Data, EmberConf, EmberError, RddId, Result, ShuffleId};
 use ember_rdd::accumulator::{AccumValue, Accumulator};
 use ember_rdd::broadcast::Broadcast;
+use ember_rdd::cleanup::Cleanup;
 use ember_rdd::node::Compute;
 use ember_rdd::sources::{BinaryFilesNode, ParallelizeNode, RangeNode, TextFileNode};
 use ember_rdd::stage::StageRoot;
 use ember_rdd::transforms::UnionNode;
 use ember_rdd::{JobRunner, Rdd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// Configuration key naming another executable to start as executors
@@ -82,6 +84,11 @@ pub struct ContextInner {
     /// The UI, its status store and the event log.
     observers: crate::ui::app::AppObservers,
     app_id: String,
+    /// Where dropped shuffles, persisted RDDs and broadcasts are queued
+    /// for the cleaner thread, and the queue's other end, which a job
+    /// drains before it starts; `None` without reference tracking.
+    cleaner: Option<(Sender<Cleanup>, Receiver<Cleanup>)>,
+    stopped: AtomicBool,
 }
 
 /// A driver program's connection to its executors.
@@ -200,6 +207,9 @@ impl Context {
         let mut scheduler =
             DagScheduler::new(dispatcher, rx, max_failures, show_progress, executor_wait);
         scheduler.set_show_summary(show_summary);
+        let cleaner = conf
+            .get_bool(keys::CLEANER_REFERENCE_TRACKING, true)?
+            .then(unbounded);
         let inner = ContextInner {
             conf,
             master,
@@ -213,6 +223,8 @@ impl Context {
             default_parallelism,
             observers,
             app_id,
+            cleaner,
+            stopped: AtomicBool::new(false),
         };
         // Without a UI or an event log nobody listens: the scheduler then
         // publishes nothing.
@@ -227,9 +239,15 @@ impl Context {
                 .unwrap_or_else(|p| p.into_inner())
                 .set_listener(listener);
         }
-        Ok(Context {
-            inner: Arc::new(inner),
-        })
+        let inner = Arc::new(inner);
+        if let Some((_, rx)) = &inner.cleaner {
+            let (weak, rx) = (Arc::downgrade(&inner), rx.clone());
+            std::thread::Builder::new()
+                .name("ember-cleaner".into())
+                .spawn(move || run_cleaner(weak, rx))
+                .map_err(|e| EmberError::Other(format!("cannot start the cleaner thread: {e}")))?;
+        }
+        Ok(Context { inner })
     }
 
     fn runner(&self) -> Arc<dyn JobRunner> {
@@ -315,7 +333,7 @@ impl Context {
     pub fn broadcast<T: Data>(&self, value: T) -> Result<Broadcast<T>> {
         let (handle, bytes) = Broadcast::create(value)?;
         self.inner.register_broadcast(handle.id(), bytes);
-        Ok(handle)
+        Ok(handle.with_cleanup(&self.runner()))
     }
 
     /// Sets the folder reliable checkpoints are written under (created if
@@ -374,8 +392,52 @@ impl Context {
     }
 }
 
+/// The cleaner thread (Spark's ContextCleaner): removes what dropped
+/// handles queued, one item at a time, while the context lives. It waits
+/// for a running job to release the scheduler, so it never blocks one;
+/// a job about to start takes over whatever is still queued.
+fn run_cleaner(context: Weak<ContextInner>, queue: Receiver<Cleanup>) {
+    for what in queue.iter() {
+        let Some(inner) = context.upgrade() else {
+            return;
+        };
+        inner.clean(what);
+    }
+}
+
 impl ContextInner {
+    /// Removes `what` everywhere: the scheduler's records and the
+    /// executors' files, blocks and copies.
+    fn clean(&self, what: Cleanup) {
+        if self.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        tracing::debug!("cleaning up {what:?}");
+        match what {
+            Cleanup::Rdd(rdd) => self.unpersist(rdd),
+            Cleanup::Shuffle(shuffle) => {
+                let mut sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+                sched.remove_shuffle(shuffle);
+                for ep in sched.dispatcher().endpoints() {
+                    ep.remove_shuffle(shuffle);
+                }
+            }
+            Cleanup::Broadcast(id) => {
+                self.broadcasts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                ember_rdd::broadcast::forget(id);
+                let mut sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+                for ep in sched.dispatcher().endpoints() {
+                    ep.remove_broadcast(id);
+                }
+            }
+        }
+    }
+
     fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
         self.observers.end();
         self.backend
             .lock()
@@ -405,6 +467,14 @@ impl JobRunner for ContextInner {
     }
 
     fn run_job(&self, root: Arc<dyn StageRoot>, partitions: Vec<usize>) -> Result<Vec<Vec<u8>>> {
+        // What was dropped before this job is removed before it starts: the
+        // cleaner thread may be waiting for the scheduler, which a loop of
+        // jobs would otherwise hold almost all the time.
+        if let Some((_, queue)) = &self.cleaner {
+            while let Ok(what) = queue.try_recv() {
+                self.clean(what);
+            }
+        }
         self.scheduler
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -429,6 +499,13 @@ impl JobRunner for ContextInner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn cleanup(&self, what: Cleanup) {
+        if let Some((queue, _)) = &self.cleaner {
+            // The cleaner thread is gone only once the context is.
+            let _ = queue.send(what);
+        }
     }
 
     fn register_broadcast(&self, id: BroadcastId, bytes: Vec<u8>) {

@@ -17,6 +17,17 @@
 //! not retried on an executor where it failed, and an executor where
 //! [`MAX_FAILED_TASKS_PER_EXECUTOR`] tasks of a stage attempt failed gets
 //! none of its remaining tasks, as long as another executor is alive.
+//!
+//! What the scheduler keeps, and what clears it:
+//! - a job's stages, tasks and results: dropped when the job ends;
+//! - a shuffle's stage (`shuffle_stages`, holding its dependency weakly)
+//!   and map outputs (`tracker`): kept across jobs for reuse, removed by
+//!   [`DagScheduler::remove_shuffle`] when the context's cleaner learns
+//!   that no RDD reads the shuffle any more;
+//! - where cached partitions are (`cache_locations`): removed by
+//!   [`DagScheduler::forget_cached`] on `unpersist` or when the persisted
+//!   RDD is dropped, and per executor when one is lost;
+//! - job reports: one small record per job, kept for the context's life.
 
 use crate::dispatch::{Dispatcher, Event};
 use crate::progress::{ProgressBar, StageProgress};
@@ -35,7 +46,7 @@ use ember_rdd::task::{BlockLocation, TaskDescription, TaskOutput};
 use ember_shuffle::MapOutputTracker;
 use ember_storage::BlockId;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Consecutive attempts of one stage before the job fails.
@@ -113,7 +124,9 @@ impl std::fmt::Display for JobReport {
 
 struct ShuffleStage {
     id: StageId,
-    dep: Arc<dyn ShuffleDep>,
+    /// Weak: the RDDs reading the shuffle own it, and when the last of
+    /// them is dropped the cleaner removes this stage.
+    dep: Weak<dyn ShuffleDep>,
     parents: Vec<ShuffleId>,
 }
 
@@ -277,8 +290,14 @@ impl DagScheduler {
             let num_maps = dep.parent().core().partitions;
             self.tracker.register_shuffle(sid, num_maps);
             let id = self.new_stage_id();
-            self.shuffle_stages
-                .insert(sid, ShuffleStage { id, dep, parents });
+            self.shuffle_stages.insert(
+                sid,
+                ShuffleStage {
+                    id,
+                    dep: Arc::downgrade(&dep),
+                    parents,
+                },
+            );
             stack.extend(parents_deps);
         }
         ids
@@ -513,7 +532,16 @@ impl DagScheduler {
                     .collect(),
             ),
             StageKey::Shuffle(s) => (
-                self.shuffle_stages[&s].dep.write_root(),
+                // The job's lineage holds the shuffle while the job runs.
+                self.shuffle_stages[&s]
+                    .dep
+                    .upgrade()
+                    .ok_or_else(|| {
+                        EmberError::Other(format!(
+                            "internal: {s} was cleaned up while a job needed it"
+                        ))
+                    })?
+                    .write_root(),
                 self.tracker.missing(s),
             ),
         };

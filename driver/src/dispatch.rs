@@ -2,7 +2,7 @@
 //! slots of every executor and a queue of tasks waiting for one; owned by
 //! the scheduler's thread, so it needs no locks of its own.
 
-use ember_core::{ExecutorId, RddId, Result, ShuffleId, TaskId};
+use ember_core::{BroadcastId, ExecutorId, RddId, Result, ShuffleId, TaskId};
 use ember_rdd::stage::StageBlob;
 use ember_rdd::task::{TaskDescription, TaskResult};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -44,6 +44,8 @@ pub trait ExecutorEndpoint: Send + Sync {
     fn remove_rdd(&self, rdd: RddId);
     /// Deletes a shuffle's files.
     fn remove_shuffle(&self, shuffle: ShuffleId);
+    /// Drops the executor's copy of a broadcast value.
+    fn remove_broadcast(&self, id: BroadcastId);
     /// Stops the executor.
     fn shutdown(&self);
     /// Where it serves shuffle blocks (`host:port`), for the UI.

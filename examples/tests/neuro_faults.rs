@@ -4,7 +4,7 @@
 //! same outputs, bit for bit, as a clean `local[2]` run.
 
 use ember_driver::Context;
-use ember_examples::neuro::maps::Map;
+use ember_examples::neuro::maps::{computed, Map};
 use ember_examples::neuro::output::write_subject as write_outputs;
 use ember_examples::neuro::{pipeline, subject, PipelineOptions, SubjectResult};
 use ember_examples::phantom::{write_subject, PhantomSpec};
@@ -20,13 +20,11 @@ const DENOISE_SHUFFLE: &str = "shuffle_2_";
 fn run(ctx: &Context, subject_dir: &Path, out: &Path) -> (SubjectResult, Steps) {
     let s = subject::resolve(subject_dir.to_str().unwrap()).unwrap();
     let mut steps = Steps::new();
-    let run = pipeline(
-        ctx,
-        std::slice::from_ref(&s),
-        &PipelineOptions::default(),
-        &mut steps,
-    )
-    .unwrap();
+    let options = PipelineOptions {
+        maps: computed(&Map::ALL),
+        ..PipelineOptions::default()
+    };
+    let run = pipeline(ctx, std::slice::from_ref(&s), &options, &mut steps).unwrap();
     let r = run.result(0).unwrap().unwrap();
     write_outputs(out, &s, &r, &Map::ALL).unwrap();
     (r, steps)

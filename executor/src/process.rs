@@ -194,6 +194,7 @@ fn run(
                 env.blocks.remove_rdd(rdd);
             }
             DriverMessage::RemoveShuffle(s) => files.remove_shuffle(s),
+            DriverMessage::RemoveBroadcast(b) => ember_rdd::broadcast::forget(b),
             DriverMessage::Broadcast(bid, bytes) => {
                 let senders = waiting
                     .lock()

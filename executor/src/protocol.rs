@@ -46,6 +46,8 @@ pub enum DriverMessage {
     RemoveRdd(RddId),
     /// Delete a shuffle's files.
     RemoveShuffle(ShuffleId),
+    /// Drop this process's copy of a broadcast value.
+    RemoveBroadcast(BroadcastId),
     /// A broadcast value the executor asked for.
     Broadcast(BroadcastId, Result<serde_bytes::ByteBuf, EmberError>),
     /// Exit.

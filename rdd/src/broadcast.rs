@@ -1,6 +1,8 @@
 //! Broadcast variables: a read-only value shipped to each executor once
 //! and shared by all its tasks.
 
+use crate::cleanup::{Cleanup, CleanupGuard};
+use crate::runner::JobRunner;
 use dashmap::DashMap;
 use ember_core::{codec, BroadcastId, Data, EmberError, Result};
 use serde::{Deserialize, Serialize};
@@ -9,12 +11,16 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 
-/// A handle to a broadcast value; it serializes as its id only.
+/// A handle to a broadcast value; it serializes as its id only. On the
+/// driver, the handles made by `Context::broadcast` share a guard: when the
+/// last of them is dropped, every copy of the value is removed.
 #[derive(Serialize, Deserialize)]
 pub struct Broadcast<T> {
     id: BroadcastId,
     #[serde(skip)]
     _value: PhantomData<fn() -> T>,
+    #[serde(skip)]
+    cleanup: Option<Arc<CleanupGuard>>,
 }
 
 impl<T> Clone for Broadcast<T> {
@@ -22,6 +28,7 @@ impl<T> Clone for Broadcast<T> {
         Broadcast {
             id: self.id,
             _value: PhantomData,
+            cleanup: self.cleanup.clone(),
         }
     }
 }
@@ -47,9 +54,20 @@ impl<T: Data> Broadcast<T> {
             Broadcast {
                 id,
                 _value: PhantomData,
+                cleanup: None,
             },
             bytes,
         ))
+    }
+
+    /// The same handle, whose copies are removed once it and its clones
+    /// are dropped.
+    pub fn with_cleanup(mut self, runner: &Arc<dyn JobRunner>) -> Self {
+        self.cleanup = Some(Arc::new(CleanupGuard::new(
+            Cleanup::Broadcast(self.id),
+            runner,
+        )));
+        self
     }
 
     /// The value, fetched from the driver the first time this process
@@ -77,7 +95,7 @@ impl<T: Data> Broadcast<T> {
 
     /// Frees this process's copy (the driver's copy frees the value).
     pub fn destroy(self) {
-        VALUES.remove(&self.id);
+        forget(self.id);
     }
 
     /// The id.
@@ -92,6 +110,11 @@ impl<T: Data> Broadcast<T> {
             std::any::type_name::<T>()
         ))
     }
+}
+
+/// Drops this process's copy of broadcast `id`, if it has one.
+pub fn forget(id: BroadcastId) {
+    VALUES.remove(&id);
 }
 
 /// Installs how this executor process fetches broadcast values (once).

@@ -15,6 +15,7 @@ pub mod accumulator;
 pub mod aggregate;
 pub mod broadcast;
 pub mod checkpoint;
+pub mod cleanup;
 mod map_output;
 pub mod node;
 pub mod pair;

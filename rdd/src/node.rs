@@ -2,6 +2,7 @@
 //! the typed view tasks compute from ([`Compute`]), and how one node is
 //! shipped and rebuilt ([`Shippable`]).
 
+use crate::cleanup::CleanupGuard;
 use crate::shuffled::ShuffleDep;
 use crate::task::TaskContext;
 use ember_core::codec;
@@ -43,6 +44,9 @@ pub struct NodeCore {
     pub partitions: usize,
     storage: Mutex<Option<StorageLevel>>,
     checkpoint: Mutex<Option<Checkpointed>>,
+    /// On the driver, once persisted: unpersists the RDD when its node is
+    /// dropped.
+    cleanup: Mutex<Option<CleanupGuard>>,
 }
 
 /// A checkpointed RDD's replacement: the same id and partitions, no
@@ -79,6 +83,7 @@ impl NodeCore {
             partitions,
             storage: Mutex::new(None),
             checkpoint: Mutex::new(None),
+            cleanup: Mutex::new(None),
         }
     }
 
@@ -105,6 +110,16 @@ impl NodeCore {
         *self.storage.lock().unwrap_or_else(|p| p.into_inner()) = level;
     }
 
+    /// Has the node's cached blocks removed when it is dropped (set when
+    /// the driver persists it; replaces an earlier guard, disarmed).
+    pub fn set_cleanup(&self, guard: Option<CleanupGuard>) {
+        let mut slot = self.cleanup.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.take() {
+            old.disarm();
+        }
+        *slot = guard;
+    }
+
     fn header(&self) -> CoreHeader {
         CoreHeader {
             id: self.id,
@@ -119,6 +134,7 @@ impl NodeCore {
             partitions: h.partitions,
             storage: Mutex::new(h.storage),
             checkpoint: Mutex::new(None),
+            cleanup: Mutex::new(None),
         }
     }
 }

@@ -59,8 +59,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// The pairs moved to the partitions `partitioner` names (a shuffle).
     pub fn partition_by(&self, partitioner: Partitioner<K>) -> Rdd<(K, V)> {
-        let dep =
-            ShuffleDependency::new(self.runner.new_shuffle_id(), self.node.clone(), partitioner);
+        let dep = ShuffleDependency::new(&self.runner, self.node.clone(), partitioner);
         let node = ShuffledNode::new(self.runner.new_rdd_id(), dep);
         self.wrap(Arc::new(node))
     }

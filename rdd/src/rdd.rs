@@ -5,6 +5,7 @@
 //! values they need go in through the `*_with(env, ..)` variants, which
 //! ship `env` to the executors, or through broadcast variables.
 
+use crate::cleanup::{Cleanup, CleanupGuard};
 use crate::node::{BoxIter, Compute, NodeCore, RddNode};
 use crate::runner::JobRunner;
 use crate::shuffled::{Key, ResultRoot};
@@ -333,9 +334,15 @@ impl<T: Data> Rdd<T> {
     // ---- persistence ----
 
     /// Keeps computed partitions at `level` on the executors that compute
-    /// them; later jobs read them instead of recomputing.
+    /// them; later jobs read them instead of recomputing. Once the last
+    /// handle to the RDD is dropped, its blocks are removed.
     pub fn persist(&self, level: StorageLevel) -> Rdd<T> {
-        self.node.core().set_storage_level(Some(level));
+        let core = self.node.core();
+        core.set_storage_level(Some(level));
+        core.set_cleanup(Some(CleanupGuard::new(
+            Cleanup::Rdd(self.id()),
+            &self.runner,
+        )));
         self.clone()
     }
 
@@ -347,6 +354,7 @@ impl<T: Data> Rdd<T> {
     /// Drops cached partitions and stops caching.
     pub fn unpersist(&self) -> Rdd<T> {
         self.node.core().set_storage_level(None);
+        self.node.core().set_cleanup(None);
         self.runner.unpersist(self.id());
         self.clone()
     }

@@ -21,4 +21,7 @@ pub trait JobRunner: Send + Sync + 'static {
     fn checkpoint_dir(&self) -> Option<std::path::PathBuf>;
     /// Makes a broadcast value's bytes available to executors.
     fn register_broadcast(&self, id: ember_core::BroadcastId, bytes: Vec<u8>);
+    /// Queues the removal of something no handle refers to any more; must
+    /// not block (it is called from `Drop`).
+    fn cleanup(&self, what: crate::cleanup::Cleanup);
 }

@@ -2,11 +2,13 @@
 //! records into one segment per reduce partition) and the reduce side (an
 //! RDD that reads its segment from every map output).
 
+use crate::cleanup::{Cleanup, CleanupGuard};
 use crate::map_output::MapOutputBuffer;
 use crate::node::{erase_rdd, parent, ship_node};
 use crate::node::{
     iterator, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable, ShippedBody,
 };
+use crate::runner::JobRunner;
 use crate::stage::{ship_root, ShippableRoot, StageRoot};
 use crate::task::{TaskContext, TaskOutput, TaskRoot};
 use ember_core::{Data, EmberError, ExecutorId, Partitioner, Result, ShuffleId};
@@ -32,24 +34,30 @@ pub trait ShuffleDep: Send + Sync {
     fn write_root(&self) -> Arc<dyn StageRoot>;
 }
 
-/// A shuffle of `(K, V)` records by a partitioner.
+/// A shuffle of `(K, V)` records by a partitioner. It exists only on the
+/// driver; when the last RDD reading it is dropped, its guard has the
+/// shuffle's files and records removed.
 pub struct ShuffleDependency<K, V> {
     shuffle_id: ShuffleId,
     parent: Arc<dyn Compute<(K, V)>>,
     partitioner: Partitioner<K>,
+    _cleanup: CleanupGuard,
 }
 
 impl<K: Key, V: Data> ShuffleDependency<K, V> {
-    /// Records of `parent` moved to the partitions `partitioner` names.
+    /// Records of `parent` moved to the partitions `partitioner` names,
+    /// under a fresh shuffle id of `runner`.
     pub fn new(
-        shuffle_id: ShuffleId,
+        runner: &Arc<dyn JobRunner>,
         parent: Arc<dyn Compute<(K, V)>>,
         partitioner: Partitioner<K>,
     ) -> Self {
+        let shuffle_id = runner.new_shuffle_id();
         ShuffleDependency {
             shuffle_id,
             parent,
             partitioner,
+            _cleanup: CleanupGuard::new(Cleanup::Shuffle(shuffle_id), runner),
         }
     }
 }

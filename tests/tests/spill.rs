@@ -299,11 +299,12 @@ fn spill_shuffle_and_block_files_are_gone_when_the_application_ends() {
             .unwrap()
             .map(|x| ((x % 1000) as u64, [mix(x as u64), x as u64]))
             .persist(StorageLevel::DiskOnly);
-        let groups = pairs
+        // Held until the end: a dropped RDD's shuffle files are removed
+        // while the application runs.
+        let grouped = pairs
             .group_by_key_into(2)
-            .map_values(|vs: Vec<[u64; 2]>| vs.len())
-            .count()
-            .unwrap();
+            .map_values(|vs: Vec<[u64; 2]>| vs.len());
+        let groups = grouped.count().unwrap();
         assert_eq!(groups, 1000, "{master}");
         let m = ctx.job_reports().last().unwrap().metrics.clone();
         assert!(m.spill_disk_bytes > 0, "{master}: expected a spill: {m:?}");

@@ -34,13 +34,15 @@ impl DagScheduler {
                 let rdd = job.result_root.parent();
                 format!("result of {} (rdd {})", rdd.name(), rdd.core().id.0)
             }
-            StageKey::Shuffle(s) => match self.shuffle_stages.get(&s) {
-                Some(st) => {
-                    let rdd = st.dep.parent();
-                    format!("{} (rdd {}) for {s}", rdd.name(), rdd.core().id.0)
+            StageKey::Shuffle(s) => {
+                match self.shuffle_stages.get(&s).and_then(|st| st.dep.upgrade()) {
+                    Some(dep) => {
+                        let rdd = dep.parent();
+                        format!("{} (rdd {}) for {s}", rdd.name(), rdd.core().id.0)
+                    }
+                    None => format!("map stage for {s}"),
                 }
-                None => format!("map stage for {s}"),
-            },
+            }
         }
     }
 
