@@ -9,12 +9,12 @@ use ember_core::{Data, EmberError, Result};
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-/// Picks `a` or `b` by `keep_b(a, b)`, where records that do not compare
+/// Picks `b` over `a` when `b_wins(a, b)`, where records that do not compare
 /// with themselves (NaN) always lose to ones that do.
 fn pick<T: PartialOrd>(a: T, b: T, b_wins: fn(&T, &T) -> bool) -> T {
     let a_ok = a.partial_cmp(&a).is_some();
     let b_ok = b.partial_cmp(&b).is_some();
-    if (b_ok && !a_ok) || (a_ok && b_ok && b_wins(&a, &b)) {
+    if b_ok && (!a_ok || b_wins(&a, &b)) {
         b
     } else {
         a
@@ -75,6 +75,15 @@ impl<T: Data> Rdd<T> {
     /// partial results by a factor of about `n^(1/depth)`), so the driver
     /// merges only a few. `depth` must be at least 1; `zero` starts each
     /// partition's fold and the driver's final one, as in Spark.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// let ctx = Context::new("local[2]")?;
+    /// let r = ctx.parallelize((1..=100u64).collect(), 16)?;
+    /// let sum = r.tree_aggregate(0, |a, x| a + x, |a, b| a + b, 2)?;
+    /// assert_eq!(sum, 5050);
+    /// # Ok::<(), ember_driver::EmberError>(())
+    /// ```
     pub fn tree_aggregate<U: Data, S, C>(&self, zero: U, seq: S, comb: C, depth: usize) -> Result<U>
     where
         S: Fn(U, T) -> U + UserFn,
@@ -136,6 +145,15 @@ impl<T: Data> Rdd<T> {
     /// one partition at a time (one job per partition, run when the
     /// iterator reaches it), so the driver holds one partition at most. A
     /// failed job is yielded as an `Err`, after which the iterator ends.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// let ctx = Context::new("local[2]")?;
+    /// let r = ctx.parallelize(vec![1, 2, 3, 4], 2)?;
+    /// let firsts: Vec<i32> = r.to_local_iterator().take(3).collect::<Result<_, _>>()?;
+    /// assert_eq!(firsts, vec![1, 2, 3]); // two jobs ran, one per partition
+    /// # Ok::<(), ember_driver::EmberError>(())
+    /// ```
     pub fn to_local_iterator(&self) -> LocalIterator<T> {
         LocalIterator {
             rdd: self.clone(),

@@ -174,6 +174,14 @@ impl<T: Data + Display> Rdd<T> {
     /// with an error naming the command, the partition, the exit status
     /// and the end of its standard error. Spark's `pipe(String)` splits
     /// the string on whitespace; here the words are given separately.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// let ctx = Context::new("local[2]")?;
+    /// let r = ctx.parallelize(vec!["a".to_string(), "b".to_string()], 2)?;
+    /// assert_eq!(r.pipe(&["tr", "a-z", "A-Z"]).collect()?, vec!["A", "B"]);
+    /// # Ok::<(), ember_driver::EmberError>(())
+    /// ```
     pub fn pipe<S: AsRef<str>>(&self, command: &[S]) -> Rdd<String> {
         let command: Vec<String> = command.iter().map(|s| s.as_ref().to_string()).collect();
         self.map_partitions_with_env(
