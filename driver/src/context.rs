@@ -13,7 +13,10 @@ use ember_rdd::accumulator::{AccumValue, Accumulator};
 use ember_rdd::broadcast::Broadcast;
 use ember_rdd::cleanup::Cleanup;
 use ember_rdd::node::Compute;
-use ember_rdd::sources::{BinaryFilesNode, ParallelizeNode, RangeNode, TextFileNode};
+use ember_rdd::object_file::ObjectFileNode;
+use ember_rdd::sources::{
+    input_files, whole_text, BinaryFilesNode, EmptyNode, ParallelizeNode, RangeNode, TextFileNode,
+};
 use ember_rdd::stage::StageRoot;
 use ember_rdd::transforms::UnionNode;
 use ember_rdd::{JobRunner, Rdd};
@@ -297,8 +300,18 @@ impl Context {
         Ok(Rdd::from_node(self.runner(), Arc::new(node)))
     }
 
-    /// Lines of a text file, or of every visible file in a folder, split
+    /// Spark's `emptyRDD`: an RDD with no partitions and no records.
+    pub fn empty_rdd<T: Data>(&self) -> Rdd<T> {
+        Rdd::from_node(
+            self.runner(),
+            Arc::new(EmptyNode::<T>::new(self.inner.new_rdd_id())),
+        )
+    }
+
+    /// Lines of a text file, of every visible file in a folder, or of the
+    /// files a `*`/`?` pattern in the last path component matches, split
     /// into at least `min_partitions` byte ranges where the data allows.
+    /// A `.gz` file is decompressed, whole in one partition.
     pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<String>> {
         let node = TextFileNode::new(
             self.inner.new_rdd_id(),
@@ -319,6 +332,35 @@ impl Context {
             dir.as_ref(),
             self.slices(min_partitions),
         )?;
+        Ok(Rdd::from_node(self.runner(), Arc::new(node)))
+    }
+
+    /// Spark's `wholeTextFiles`: `(path, contents)` of every file of a
+    /// folder, a file or a `*`/`?` pattern (see [`Context::text_file`]),
+    /// in up to `min_partitions` partitions (0: the default). `.gz` files
+    /// are decompressed; bytes that are not UTF-8 are replaced (U+FFFD),
+    /// where Spark would keep Hadoop's `Text` bytes.
+    pub fn whole_text_files(
+        &self,
+        path: impl AsRef<Path>,
+        min_partitions: usize,
+    ) -> Result<Rdd<(String, String)>> {
+        let node = BinaryFilesNode::of_files(
+            self.inner.new_rdd_id(),
+            input_files(path.as_ref())?,
+            self.slices(min_partitions),
+        )?;
+        Ok(Rdd::from_node(self.runner(), Arc::new(node)).map(whole_text))
+    }
+
+    /// Spark's `objectFile`: the records `Rdd::save_as_object_file` wrote
+    /// to a folder (its `part-*` files), a single such file, or the files
+    /// a `*`/`?` pattern matches; one partition per file. Reading a file
+    /// of another record type, or a corrupt one, fails the task with an
+    /// error naming the file.
+    pub fn object_file<T: Data>(&self, path: impl AsRef<Path>) -> Result<Rdd<T>> {
+        let files = input_files(path.as_ref())?;
+        let node = ObjectFileNode::<T>::new(self.inner.new_rdd_id(), files);
         Ok(Rdd::from_node(self.runner(), Arc::new(node)))
     }
 

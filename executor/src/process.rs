@@ -31,6 +31,15 @@ fn divert_executor_process() {
     if std::env::var_os(env_vars::DRIVER).is_none() {
         return;
     }
+    // Rust's runtime ignores SIGPIPE before `main`, so a write to a closed
+    // pipe or socket is an EPIPE error; this process never reaches `main`,
+    // so it does the same, or a child that exits early (`pipe` into
+    // `head`) or a peer that hangs up would kill the executor.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no
+    // preconditions; no other thread exists yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let code = match std::panic::catch_unwind(run_from_env) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {

@@ -12,28 +12,40 @@
 //! nor decoding recurses through the lineage.
 
 pub mod accumulator;
+pub mod actions;
 pub mod aggregate;
+pub mod approx;
 pub mod broadcast;
 pub mod checkpoint;
 pub mod cleanup;
 mod map_output;
 pub mod node;
+pub mod numeric;
+pub mod object_file;
 pub mod pair;
+pub mod pipe;
 pub mod rdd;
 pub mod runner;
+pub mod sample;
+pub mod set_ops;
 pub mod shuffled;
+pub mod sorted;
 pub mod sources;
 pub mod spill;
 pub mod stage;
 mod table;
 pub mod task;
 pub mod transforms;
+pub mod zip;
 
 pub use accumulator::{AccumValue, Accumulator};
+pub use actions::LocalIterator;
+pub use approx::HyperLogLog;
 pub use broadcast::Broadcast;
 pub use ember_core::Data;
 pub use ember_storage::StorageLevel;
 pub use node::BoxIter;
+pub use numeric::{Buckets, Numeric, StatCounter};
 pub use rdd::Rdd;
 pub use runner::JobRunner;
 pub use task::{TaskContext, TaskEnv};

@@ -35,6 +35,21 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         self.map_partitions(move |it: BoxIter<(K, V)>| it.map(move |(k, v)| (k, f(v))))
     }
 
+    /// `f(env, value)` for every value; `env` is shipped with the task.
+    pub fn map_values_with<U: Data, E: Env, F: Fn(&E, V) -> U + UserFn>(
+        &self,
+        env: E,
+        f: F,
+    ) -> Rdd<(K, U)> {
+        self.map_partitions_with_env(
+            env,
+            move |env: &Arc<E>, _: usize, it: BoxIter<(K, V)>| -> BoxIter<(K, U)> {
+                let env = env.clone();
+                Box::new(it.map(move |(k, v)| (k, f(&env, v))))
+            },
+        )
+    }
+
     /// Every value of `f(value)`, each paired with its key.
     pub fn flat_map_values<U: Data, I, F>(&self, f: F) -> Rdd<(K, U)>
     where
@@ -122,6 +137,23 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// first).
     pub fn reduce_by_key<F: Fn(V, V) -> V + UserFn>(&self, f: F) -> Rdd<(K, V)> {
         self.reduce_by_key_into(f, self.default_partitions())
+    }
+
+    /// Values of each key combined with `f(env, a, b)`, into the default
+    /// number of partitions; `env` is shipped with the tasks of both sides
+    /// of the shuffle.
+    pub fn reduce_by_key_with<E: Env + Clone, F: Fn(&E, V, V) -> V + UserFn>(
+        &self,
+        env: E,
+        f: F,
+    ) -> Rdd<(K, V)> {
+        self.combine_by_key_with(
+            env,
+            |_: &E, v: V| v,
+            move |e: &E, a: V, b: V| f(e, a, b),
+            move |e: &E, a: V, b: V| f(e, a, b),
+            self.default_partitions(),
+        )
     }
 
     /// `reduce_by_key` into `partitions` partitions.
@@ -235,11 +267,19 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// For each key, its values here and its values in `other`.
     pub fn cogroup<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<CoGrouped<K, V, W>> {
+        self.cogroup_into(other, self.num_partitions().max(other.num_partitions()))
+    }
+
+    /// `cogroup` into `partitions` hash partitions.
+    pub(crate) fn cogroup_into<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitions: usize,
+    ) -> Rdd<CoGrouped<K, V, W>> {
         let left = self.map_values(|v: V| Side::<V, W>::Left(v));
         let right = other.map_values(|w: W| Side::<V, W>::Right(w));
-        let partitions = self.num_partitions().max(other.num_partitions()).max(1);
         left.union(&right)
-            .group_by_key_into(partitions)
+            .group_by_key_into(partitions.max(1))
             .map_values(|sides: Vec<Side<V, W>>| {
                 let (mut vs, mut ws) = (Vec::new(), Vec::new());
                 for s in sides {

@@ -9,9 +9,9 @@ use crate::cleanup::{Cleanup, CleanupGuard};
 use crate::node::{BoxIter, Compute, NodeCore, RddNode};
 use crate::runner::JobRunner;
 use crate::shuffled::{Key, ResultRoot};
-use crate::task::{throw, TaskContext};
+use crate::task::TaskContext;
 use crate::transforms::{CoalesceNode, Env, MapPartitionsNode, PartitionFn, UnionNode};
-use ember_core::{codec, Data, EmberError, RddId, Result};
+use ember_core::{codec, Data, RddId, Result};
 use ember_storage::StorageLevel;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -198,6 +198,23 @@ impl<T: Data> Rdd<T> {
         )
     }
 
+    /// `f(env, records)` for each whole partition; `env` is shipped with
+    /// the task (Spark's `mapPartitions` with a captured value).
+    pub fn map_partitions_with<U: Data, E: Env, I, F>(&self, env: E, f: F) -> Rdd<U>
+    where
+        I: IntoIterator<Item = U> + 'static,
+        I::IntoIter: 'static,
+        F: Fn(&E, BoxIter<T>) -> I + UserFn,
+    {
+        self.derive(
+            "map_partitions",
+            env,
+            move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<U> {
+                Box::new(f(env, it).into_iter())
+            },
+        )
+    }
+
     /// `f(partition index, records)` for each partition.
     pub fn map_partitions_with_index<U: Data, I, F>(&self, f: F) -> Rdd<U>
     where
@@ -221,6 +238,22 @@ impl<T: Data> Rdd<T> {
             (),
             move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<(K, T)> {
                 Box::new(it.map(move |x| (f(&x), x)))
+            },
+        )
+    }
+
+    /// `(f(env, &record), record)` pairs; `env` is shipped with the task.
+    pub fn key_by_with<K: Data, E: Env, F: Fn(&E, &T) -> K + UserFn>(
+        &self,
+        env: E,
+        f: F,
+    ) -> Rdd<(K, T)> {
+        self.derive(
+            "key_by",
+            env,
+            move |env: &Arc<E>, _: usize, it: BoxIter<T>| -> BoxIter<(K, T)> {
+                let env = env.clone();
+                Box::new(it.map(move |x| (f(&env, &x), x)))
             },
         )
     }
@@ -549,49 +582,21 @@ impl<T: Data> Rdd<T> {
         T: Display,
     {
         let dir = path.as_ref();
-        if dir.exists() {
-            return Err(EmberError::Io {
-                path: dir.display().to_string(),
-                action: "save".into(),
-                message: "output folder already exists".into(),
-            });
-        }
-        std::fs::create_dir_all(dir).map_err(|e| EmberError::io(dir, "create", e))?;
-        let dir_str = dir.display().to_string();
+        crate::object_file::create_output_dir(dir)?;
         self.run_job(
-            dir_str,
+            dir.display().to_string(),
             |d: &Arc<String>, tc: &TaskContext, it: BoxIter<T>| {
-                use std::io::Write;
-                let final_path = Path::new(d.as_str()).join(format!("part-{:05}", tc.partition));
-                let tmp = Path::new(d.as_str())
-                    .join(format!(".part-{:05}.{}.tmp", tc.partition, tc.task_id.0));
-                // Removes the temporary file unless it was renamed, also when a
-                // user function panics while the partition is being written.
-                struct RemoveOnDrop<'a>(&'a Path);
-                impl Drop for RemoveOnDrop<'_> {
-                    fn drop(&mut self) {
-                        let _ = std::fs::remove_file(self.0);
-                    }
-                }
-                let _cleanup = RemoveOnDrop(&tmp);
-                let write = || -> std::io::Result<()> {
-                    let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                crate::object_file::write_part(d, tc, |w| {
+                    use std::io::Write;
                     for x in it {
                         writeln!(w, "{x}")?;
                     }
-                    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                    std::fs::rename(&tmp, &final_path)
-                };
-                if let Err(e) = write() {
-                    let _ = std::fs::remove_file(&tmp);
-                    throw(EmberError::io(&final_path, "write", e));
-                }
+                    Ok(())
+                })
             },
             self.all_partitions(),
         )?;
-        let success = dir.join("_SUCCESS");
-        std::fs::write(&success, b"").map_err(|e| EmberError::io(&success, "write", e))?;
-        Ok(())
+        crate::object_file::write_success(dir)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Source RDDs: driver-side collections, integer ranges, text files split
-//! by byte ranges, and whole binary files.
+//! by byte ranges (gzip files whole), whole binary and text files, and the
+//! empty RDD. File paths may end in a `*`/`?` pattern.
 
 use crate::node::{
     erase_rdd, ship_node, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable,
@@ -7,6 +8,7 @@ use crate::node::{
 };
 use crate::task::{record_side_metrics, throw, TaskContext};
 use ember_core::{codec, Data, EmberError, RddId, Result};
+use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -173,7 +175,8 @@ pub struct TextSplit {
 }
 
 /// Lines of text files, split by byte ranges; a line belongs to the split
-/// its first byte is in, so no line is cut or read twice.
+/// its first byte is in, so no line is cut or read twice. A `.gz` file is
+/// decompressed and read whole by one split.
 pub struct TextFileNode {
     core: NodeCore,
     body: Vec<TextSplit>,
@@ -182,16 +185,37 @@ pub struct TextFileNode {
 /// Largest split, as Spark's default block size for local files.
 const MAX_SPLIT_BYTES: u64 = 32 << 20;
 
-/// The files of `path`: itself if a file; the visible files of a folder
-/// (names not starting with `.` or `_`), sorted.
-fn input_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path).map_err(|e| EmberError::io(path, "open", e))?;
-    if meta.is_file() {
-        return Ok(vec![path.to_path_buf()]);
+/// Whether `name` matches `pattern`, where `*` stands for any run of
+/// characters and `?` for one.
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut i, mut j) = (0, 0);
+    // Where the last `*` was and where its match started, to backtrack.
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
     }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+/// Visible files (names not starting with `.` or `_`, as Hadoop hides
+/// them) of folder `dir`, sorted.
+fn visible_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    for e in std::fs::read_dir(path).map_err(|e| EmberError::io(path, "list", e))? {
-        let e = e.map_err(|e| EmberError::io(path, "list", e))?;
+    for e in std::fs::read_dir(dir).map_err(|e| EmberError::io(dir, "list", e))? {
+        let e = e.map_err(|e| EmberError::io(dir, "list", e))?;
         let name = e.file_name().to_string_lossy().to_string();
         if name.starts_with('.') || name.starts_with('_') {
             continue;
@@ -204,6 +228,61 @@ fn input_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The files of `path`: itself if a file; the visible files of a folder,
+/// sorted; or, when its last component holds `*` or `?` and no such file
+/// exists, the visible files and folders that pattern matches in its
+/// folder (a folder standing for its visible files), sorted. A pattern
+/// that matches nothing is an error, as in Hadoop.
+pub fn input_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if (name.contains('*') || name.contains('?')) && !path.exists() {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut matched = Vec::new();
+        for e in std::fs::read_dir(parent).map_err(|e| EmberError::io(parent, "list", e))? {
+            let e = e.map_err(|e| EmberError::io(parent, "list", e))?;
+            let entry = e.file_name().to_string_lossy().to_string();
+            if entry.starts_with('.') || entry.starts_with('_') || !wildcard_match(&name, &entry) {
+                continue;
+            }
+            matched.push(e.path());
+        }
+        matched.sort();
+        let mut files = Vec::new();
+        for m in matched {
+            if m.is_dir() {
+                files.extend(visible_files(&m)?);
+            } else {
+                files.push(m);
+            }
+        }
+        if files.is_empty() {
+            return Err(EmberError::Io {
+                path: path.display().to_string(),
+                action: "match".into(),
+                message: "the pattern matches no files".into(),
+            });
+        }
+        return Ok(files);
+    }
+    let meta = std::fs::metadata(path).map_err(|e| EmberError::io(path, "open", e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    visible_files(path)
+}
+
+/// Whether `path` is read through a gzip decoder (by its extension, as
+/// Hadoop chooses codecs).
+fn is_gzip(path: &str) -> bool {
+    path.ends_with(".gz")
+}
+
 /// Fails unless `path` opens for reading.
 fn check_readable(path: &Path) -> Result<u64> {
     let f = std::fs::File::open(path).map_err(|e| EmberError::io(path, "open", e))?;
@@ -212,7 +291,8 @@ fn check_readable(path: &Path) -> Result<u64> {
 }
 
 impl TextFileNode {
-    /// Splits of the file (or folder of files) `path`, at least
+    /// Splits of the file, folder of files or pattern `path` (see
+    /// [`input_files`]), at least
     /// `min_partitions` of them where the data allows.
     pub fn new(id: RddId, path: &Path, min_partitions: usize) -> Result<Self> {
         let files = input_files(path)?;
@@ -230,6 +310,16 @@ impl TextFileNode {
                     path,
                     start: 0,
                     end: 0,
+                });
+                continue;
+            }
+            if is_gzip(&path) {
+                // A gzip stream cannot be entered in the middle: the whole
+                // file is one split, as in Hadoop.
+                splits.push(TextSplit {
+                    path,
+                    start: 0,
+                    end: size,
                 });
                 continue;
             }
@@ -297,6 +387,20 @@ impl Compute<String> for TextFileNode {
         }
         let file =
             std::fs::File::open(&split.path).map_err(|e| EmberError::io(&split.path, "open", e))?;
+        if is_gzip(&split.path) {
+            // Positions count decompressed bytes; the split ends with the
+            // stream (concatenated gzip members included).
+            let reader = BufReader::with_capacity(1 << 16, MultiGzDecoder::new(file));
+            return Ok(Box::new(LineIter {
+                reader: Box::new(reader),
+                start: 0,
+                pos: 0,
+                end: u64::MAX,
+                path: split.path,
+                buf: Vec::new(),
+                lines: 0,
+            }));
+        }
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut pos = split.start;
         if split.start > 0 {
@@ -312,7 +416,7 @@ impl Compute<String> for TextFileNode {
             pos = split.start - 1 + n as u64;
         }
         Ok(Box::new(LineIter {
-            reader,
+            reader: Box::new(reader),
             start: pos,
             pos,
             end: split.end,
@@ -329,7 +433,7 @@ impl Compute<String> for TextFileNode {
 /// The lines of a split; what it read goes to the task's input metrics
 /// when it is dropped (consumed or not).
 struct LineIter {
-    reader: BufReader<std::fs::File>,
+    reader: Box<dyn BufRead>,
     /// Where its first line starts.
     start: u64,
     pos: u64,
@@ -398,7 +502,12 @@ impl BinaryFilesNode {
                 message: "expected a folder, found a file".into(),
             });
         }
-        let files = input_files(dir)?;
+        Self::of_files(id, input_files(dir)?, min_partitions)
+    }
+
+    /// The files `files` in up to `min_partitions` partitions of
+    /// neighbouring files.
+    pub fn of_files(id: RddId, files: Vec<PathBuf>, min_partitions: usize) -> Result<Self> {
         for f in &files {
             check_readable(f)?;
         }
@@ -482,5 +591,103 @@ impl<T: Data> RddNode for ParallelizeNode<T> {
     }
     fn name(&self) -> &'static str {
         "parallelize"
+    }
+}
+
+/// A `(path, bytes)` record of `binary_files` as `(path, text)`, for
+/// Spark's `wholeTextFiles`: a `.gz` file is decompressed, and bytes that
+/// are not UTF-8 are replaced (U+FFFD). A corrupt gzip file fails the
+/// task naming it.
+pub fn whole_text((path, bytes): (String, Vec<u8>)) -> (String, String) {
+    let bytes = if is_gzip(&path) {
+        let mut out = Vec::new();
+        MultiGzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut out)
+            .unwrap_or_else(|e| throw(EmberError::io(&path, "decompress", e)));
+        out
+    } else {
+        bytes
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    (path, text)
+}
+
+/// An RDD with no partitions (Spark's `emptyRDD`).
+pub struct EmptyNode<T> {
+    core: NodeCore,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Data> EmptyNode<T> {
+    /// The empty RDD `id`.
+    pub fn new(id: RddId) -> Self {
+        EmptyNode {
+            core: NodeCore::new(id, 0),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Data> Shippable for EmptyNode<T> {
+    type Body = ();
+    fn node_core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn body(&self) -> &() {
+        &()
+    }
+    fn rebuild(core: NodeCore, _: (), _: &[&Decoded]) -> Result<Self> {
+        Ok(EmptyNode {
+            core,
+            _t: PhantomData,
+        })
+    }
+    fn erase(self) -> Decoded {
+        erase_rdd::<T, _>(self)
+    }
+}
+
+impl<T: Data> RddNode for EmptyNode<T> {
+    fn core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+    fn ship(&self) -> Result<ShippedBody> {
+        ship_node(self)
+    }
+    fn name(&self) -> &'static str {
+        "empty"
+    }
+}
+
+impl<T: Data> Compute<T> for EmptyNode<T> {
+    fn compute(&self, _: usize, _: &TaskContext) -> Result<BoxIter<T>> {
+        Ok(Box::new(std::iter::empty()))
+    }
+    fn as_node(self: Arc<Self>) -> Arc<dyn RddNode> {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn wildcards_match_runs_and_single_characters() {
+        assert!(wildcard_match("*.txt", "a.txt"));
+        assert!(wildcard_match("*.txt", ".txt"));
+        assert!(!wildcard_match("*.txt", "a.txt.gz"));
+        assert!(wildcard_match("part-?????", "part-00001"));
+        assert!(!wildcard_match("part-?????", "part-0001"));
+        assert!(wildcard_match("a*b*c", "aXXbYYbc"));
+        assert!(!wildcard_match("a*b*c", "aXXbYYbd"));
+        assert!(wildcard_match("*", ""));
+        assert!(wildcard_match("données-*", "données-é"));
     }
 }
