@@ -4,7 +4,7 @@
 //! good ones.
 
 use ember_examples::phantom::{write_subject, PhantomSpec};
-use ember_image::nifti_io::read_array;
+use ember_image::nifti_io::{read_array, read_header};
 use ember_image::write_image4;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -199,6 +199,12 @@ fn hcp_folders_are_named_by_subject_id_and_can_bring_their_mask() {
     assert_eq!(code, Some(0), "{err}");
     let (written, _) = read_array::<f32>(out.join("100307/mask.nii.gz")).unwrap();
     assert_eq!(written, mask, "the subject's own mask is used");
+    // Outputs keep the input's affines, their codes and units.
+    let input = read_header(dir.join("data.nii.gz")).unwrap().geometry();
+    for file in ["mask.nii.gz", "fa.nii.gz", "evals.nii.gz"] {
+        let h = read_header(out.join("100307").join(file)).unwrap();
+        assert_eq!(h.geometry(), input, "{file}");
+    }
     let (fa, _) = read_array::<f32>(out.join("100307/fa.nii.gz")).unwrap();
     for ((idx, &m), &f) in mask.indexed_iter().zip(fa.iter()) {
         if m == 0.0 {
@@ -370,4 +376,36 @@ fn a_lying_header_is_refused_in_bounded_memory() {
     );
     // The run of the good subject needs far less; the header claims 20 GiB.
     assert!(peak_kib < 256 << 10, "peak RSS {peak_kib} KiB");
+}
+
+#[test]
+fn max_bval_fits_the_lower_shells_and_refuses_too_few_volumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shells");
+    let two_shells = PhantomSpec {
+        shells: vec![1000.0, 3000.0],
+        ..spec(7)
+    };
+    write_subject(&two_shells, &dir).unwrap();
+    let (all, low) = (tmp.path().join("all"), tmp.path().join("low"));
+    let (code, err) = neuro(&["--out", s(&all), s(&dir)]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = neuro(&["--out", s(&low), "--max-bval", "1500", s(&dir)]);
+    assert_eq!(code, Some(0), "{err}");
+    let md = |o: &Path| read_array::<f32>(o.join("shells/md.nii.gz")).unwrap().0;
+    let (md_all, md_low) = (md(&all), md(&low));
+    // Same mask and denoising; runs are deterministic, so a fit that
+    // ignored --max-bval would give the very same MD.
+    same_bytes(&all.join("shells/mask.nii.gz"), &low.join("shells/mask.nii.gz"));
+    assert_ne!(md_all, md_low, "the fit used fewer shells");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(low.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        run["subjects"][0]["sigmas"].as_array().unwrap().len(),
+        two_shells.volumes(),
+        "every volume is still denoised"
+    );
+    let (code, err) = neuro(&["--out", s(&low), "--max-bval", "500", s(&dir)]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("max_bval = 500"), "{err}");
 }
