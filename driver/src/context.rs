@@ -104,7 +104,12 @@ impl Context {
     }
 
     /// A context from a full configuration.
+    ///
+    /// Installs Ember's log output (see [`ember_core::logging::init`])
+    /// unless the program installed a global `tracing` subscriber first.
     pub fn with_conf(conf: EmberConf) -> Result<Context> {
+        // First, so that warnings about starting up reach the user too.
+        ember_core::logging::init(ember_core::logging::DEFAULT_FILTER);
         // The UI starts first: a standalone master is told where it is.
         let mut conf = conf;
         let observers = crate::ui::app::AppObservers::start(&conf)?;

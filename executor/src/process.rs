@@ -31,6 +31,9 @@ fn divert_executor_process() {
     if std::env::var_os(env_vars::DRIVER).is_none() {
         return;
     }
+    // The program's `main` (and any subscriber it would install) never
+    // runs here, so the executor's warnings need Ember's.
+    ember_core::logging::init(ember_core::logging::DEFAULT_FILTER);
     let code = match std::panic::catch_unwind(run_from_env) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
