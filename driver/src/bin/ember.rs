@@ -23,8 +23,13 @@ struct Cli {
 enum Command {
     /// Runs a driver program: `ember submit --master URL APP [ARGS]...`.
     Submit {
-        /// Master URL: local[N], local[*], local-cluster[N,C,M], ember://host:port.
-        #[arg(long)]
+        /// Master URL: `local[N]`, `local[*]`, `local-cluster[N,C,M]`,
+        /// `ember://host:port`.
+        // The same words without rustdoc's backticks for `--help`.
+        #[arg(
+            long,
+            help = "Master URL: local[N], local[*], local-cluster[N,C,M], ember://host:port"
+        )]
         master: Option<String>,
         /// Application name (`ember.app.name`).
         #[arg(long)]
