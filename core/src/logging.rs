@@ -20,6 +20,13 @@ pub const DEFAULT_FILTER: &str = "warn";
 /// installed its own global subscriber first keeps it, and a second call
 /// is a no-op.
 pub fn init(default: &str) {
+    // Once per process: every Context calls this, and a rejected variable
+    // is worth one message, not one per Context.
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| install(default));
+}
+
+fn install(default: &str) {
     let (directives, rejected) = choose_filter(|name| std::env::var(name).ok(), default);
     for (name, value) in &rejected {
         // Said once, before logging starts: a typo would otherwise silently
