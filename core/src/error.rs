@@ -10,7 +10,11 @@ pub type Result<T, E = EmberError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in Ember; every message names the thing
 /// (file, key, stage, partition, executor) that was wrong.
-#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
+///
+/// `Debug` prints the same text as `Display`: a driver program's `main`
+/// that returns `Result<(), EmberError>` reports its error with `Debug`,
+/// and the user should read the message, not the enum's fields.
+#[derive(Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum EmberError {
     /// A file-system operation failed.
     #[error("{path}: {action}: {message}")]
@@ -66,8 +70,10 @@ pub enum EmberError {
         /// The failure, usually the user's panic message.
         message: String,
     },
-    /// A job was aborted; carries where and why.
-    #[error("job {job} aborted: {stage} partition {partition} failed {attempts} time(s), last on {executor}: {message}", job = job.0)]
+    /// A job was aborted because one task failed on every attempt; carries
+    /// where and why. One line names the job, stage, partition, attempt and
+    /// executor; the cause follows it.
+    #[error("job {job} aborted: {stage} partition {partition} failed on attempt {attempts} of {attempts} ({executor}): {message}", job = job.0)]
     JobFailed {
         /// The job.
         job: JobId,
@@ -100,6 +106,12 @@ pub enum EmberError {
     Other(String),
 }
 
+impl std::fmt::Debug for EmberError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 impl EmberError {
     /// An I/O error about `path` while doing `action`.
     pub fn io(path: impl AsRef<Path>, action: &str, err: std::io::Error) -> Self {
@@ -116,5 +128,26 @@ impl EmberError {
             what: what.into(),
             message: message.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_job_reads_as_one_line_naming_where_and_why() {
+        let e = EmberError::JobFailed {
+            job: JobId(3),
+            stage: StageId(7),
+            partition: 2,
+            executor: ExecutorId("1".into()),
+            attempts: 4,
+            message: "/in/a.txt: read: Is a directory".into(),
+        };
+        let expected = "job 3 aborted: stage 7 partition 2 failed on attempt 4 of 4 (executor 1): /in/a.txt: read: Is a directory";
+        assert_eq!(e.to_string(), expected);
+        // What `main` returning the error prints.
+        assert_eq!(format!("{e:?}"), expected);
     }
 }

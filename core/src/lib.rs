@@ -7,6 +7,7 @@ pub mod codec;
 pub mod conf;
 pub mod error;
 pub mod ids;
+pub mod logging;
 pub mod partitioner;
 pub mod ship;
 

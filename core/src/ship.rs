@@ -75,7 +75,8 @@ fn anchor() -> u64 {
     std::hint::black_box(0x656d_6265_7200_0001)
 }
 
-/// A function of this binary, named by its distance from [`anchor`].
+/// A function of this binary, named by its distance from a fixed function
+/// of this crate (the same in every process of one build).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FnOffset<Sig> {
     offset: i64,

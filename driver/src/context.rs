@@ -95,6 +95,17 @@ pub struct ContextInner {
 }
 
 /// A driver program's connection to its executors.
+///
+/// ```
+/// use ember_driver::prelude::*;
+///
+/// # fn main() -> ember_driver::Result<()> {
+/// let ctx = Context::new("local[2]")?;
+/// let evens = ctx.range(0, 10, 1, 2)?.filter(|x| x % 2 == 0);
+/// assert_eq!(evens.collect()?, vec![0, 2, 4, 6, 8]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Context {
     inner: Arc<ContextInner>,
@@ -103,7 +114,22 @@ pub struct Context {
 static NEXT_APP: AtomicU64 = AtomicU64::new(0);
 
 impl Context {
-    /// A builder.
+    /// A builder: the master URL (else `EMBER_MASTER`, else `local[*]`)
+    /// and configuration, which win over `EMBER_*` variables.
+    ///
+    /// ```
+    /// use ember_driver::prelude::*;
+    ///
+    /// # fn main() -> ember_driver::Result<()> {
+    /// let ctx = Context::builder()
+    ///     .master("local[2]")
+    ///     .app_name("example")
+    ///     .conf("ember.task.maxFailures", "2")
+    ///     .build()?;
+    /// assert_eq!(ctx.default_parallelism(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder() -> ContextBuilder {
         ContextBuilder::default()
     }
@@ -114,7 +140,12 @@ impl Context {
     }
 
     /// A context from a full configuration.
+    ///
+    /// Installs Ember's log output (see [`ember_core::logging::init`])
+    /// unless the program installed a global `tracing` subscriber first.
     pub fn with_conf(conf: EmberConf) -> Result<Context> {
+        // First, so that warnings about starting up reach the user too.
+        ember_core::logging::init(ember_core::logging::DEFAULT_FILTER);
         // The UI starts first: a standalone master is told where it is.
         let mut conf = conf;
         let observers = crate::ui::app::AppObservers::start(&conf)?;
@@ -282,6 +313,17 @@ impl Context {
     }
 
     /// `data` as an RDD of `slices` partitions (0: the default).
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// let words = ctx.parallelize(vec!["a".to_string(), "b".into(), "c".into()], 2)?;
+    /// assert_eq!(words.num_partitions(), 2);
+    /// assert_eq!(words.count()?, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn parallelize<T: Data>(&self, data: Vec<T>, slices: usize) -> Result<Rdd<T>> {
         let node = ParallelizeNode::new(self.inner.new_rdd_id(), data, self.slices(slices))?;
         Ok(Rdd::from_node(self.runner(), Arc::new(node)))
@@ -289,6 +331,15 @@ impl Context {
 
     /// `start, start + step, ...` up to `end` (exclusive) in `slices`
     /// partitions (0: the default).
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// assert_eq!(ctx.range(1, 10, 3, 0)?.collect()?, vec![1, 4, 7]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn range(&self, start: i64, end: i64, step: i64, slices: usize) -> Result<Rdd<i64>> {
         let node = RangeNode::new(
             self.inner.new_rdd_id(),
@@ -312,6 +363,22 @@ impl Context {
     /// files a `*`/`?` pattern in the last path component matches, split
     /// into at least `min_partitions` byte ranges where the data allows.
     /// A `.gz` file is decompressed, whole in one partition.
+    /// Executors read the file themselves: in a cluster the path must be
+    /// absolute and visible to every worker.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// let dir = std::env::temp_dir().join(format!("ember-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// std::fs::write(dir.join("in.txt"), "one\ntwo\nthree\n").unwrap();
+    /// let lines = ctx.text_file(dir.join("in.txt"), 2)?;
+    /// assert_eq!(lines.collect()?, vec!["one", "two", "three"]);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<String>> {
         let node = TextFileNode::new(
             self.inner.new_rdd_id(),
@@ -371,7 +438,21 @@ impl Context {
         Rdd::from_node(self.runner(), Arc::new(node))
     }
 
-    /// Ships `value` to each executor once, for all tasks to read.
+    /// Ships `value` to each executor once, for all tasks to read: pass
+    /// the handle as the env of a `*_with` operation.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// let names = ctx.broadcast(vec!["zero".to_string(), "one".into(), "two".into()])?;
+    /// let named = ctx
+    ///     .parallelize(vec![2usize, 0], 2)?
+    ///     .map_with(names, |names, i| names.value()[i].clone());
+    /// assert_eq!(named.collect()?, vec!["two", "zero"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn broadcast<T: Data>(&self, value: T) -> Result<Broadcast<T>> {
         let (handle, bytes) = Broadcast::create(value)?;
         self.inner.register_broadcast(handle.id(), bytes);
@@ -392,12 +473,36 @@ impl Context {
         Ok(())
     }
 
-    /// An accumulator starting at `initial`.
+    /// An accumulator starting at `initial`: tasks add to it (pass it as
+    /// the env of a `*_with` operation), the driver reads the sum.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// let sum = ctx.accumulator(0u64);
+    /// ctx.range(1, 5, 1, 2)?
+    ///     .foreach_with(sum.clone(), |sum, x| sum.add(x as u64))?;
+    /// assert_eq!(sum.value(), 10);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn accumulator<T: AccumValue>(&self, initial: T) -> Accumulator<T> {
         Accumulator::new(initial)
     }
 
     /// What every job so far did (stages run and skipped, tasks).
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// ctx.range(0, 100, 1, 4)?.count()?;
+    /// let report = ctx.job_reports().pop().unwrap();
+    /// assert_eq!(report.tasks_launched, 4);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn job_reports(&self) -> Vec<JobReport> {
         self.inner
             .scheduler

@@ -142,6 +142,15 @@ struct TaskInfo {
     partition: usize,
 }
 
+/// The failed attempts of one task so far.
+#[derive(Default)]
+struct Failures {
+    count: usize,
+    /// The last attempt's error: a retry failing the same way is not
+    /// described again.
+    last: Option<EmberError>,
+}
+
 struct RunningStage {
     attempt: usize,
     blob: Arc<StageBlob>,
@@ -211,7 +220,8 @@ struct Job {
     running: HashMap<StageKey, RunningStage>,
     waiting: HashSet<StageKey>,
     tasks: HashMap<TaskId, TaskInfo>,
-    failures: HashMap<(StageKey, usize), usize>,
+    /// Failed attempts of each task.
+    failures: HashMap<(StageKey, usize), Failures>,
     /// Executors each task failed on.
     failed_on: HashMap<(StageKey, usize), Vec<ExecutorId>>,
     /// Failed tasks per (stage, stage attempt, executor).
@@ -479,7 +489,7 @@ impl DagScheduler {
                     self.lose_executors(job, broken)?;
                 }
                 Event::ExecutorLost { executor, reason } => {
-                    tracing::warn!(%executor, %reason, "executor lost");
+                    tracing::warn!("{executor} lost: {reason}");
                     self.note_executor_removed(&executor, &reason);
                     self.lose_executors(job, vec![executor])?;
                 }
@@ -721,7 +731,11 @@ impl DagScheduler {
         *failed += 1;
         if *failed == MAX_FAILED_TASKS_PER_EXECUTOR {
             let stage = self.stage_id(job, info.key);
-            tracing::warn!(%stage, %executor, "executor excluded from the stage after {MAX_FAILED_TASKS_PER_EXECUTOR} failed tasks");
+            // With no other executor the exclusion changes nothing yet
+            // (local[N]): not worth a warning.
+            if self.dispatcher.num_executors() > 1 {
+                tracing::warn!("{executor} gets no more tasks of {stage}: {MAX_FAILED_TASKS_PER_EXECUTOR} of them failed there");
+            }
             self.dispatcher.exclude(blob, executor);
         }
     }
@@ -733,12 +747,12 @@ impl DagScheduler {
         executor: ExecutorId,
         error: EmberError,
     ) -> Result<()> {
-        let count = job.failures.entry((info.key, info.partition)).or_insert(0);
-        *count += 1;
-        let attempts = *count;
         let stage = self.stage_id(job, info.key);
-        tracing::warn!(%stage, partition = info.partition, attempts, %executor, %error, "task failed");
+        let failures = job.failures.entry((info.key, info.partition)).or_default();
+        failures.count += 1;
+        let attempts = failures.count;
         if attempts >= self.max_failures {
+            // Not logged: the job's error says it all, once.
             return Err(EmberError::JobFailed {
                 job: job.id,
                 stage,
@@ -748,6 +762,17 @@ impl DagScheduler {
                 message: error.to_string(),
             });
         }
+        let warning = RetryWarning {
+            stage,
+            partition: info.partition,
+            attempt: attempts,
+            max_failures: self.max_failures,
+            executor: &executor,
+            error: &error,
+            previous: failures.last.as_ref(),
+        };
+        tracing::warn!("{warning}");
+        failures.last = Some(error);
         self.launch_task(job, info.key, info.partition)
     }
 
@@ -907,5 +932,107 @@ impl DagScheduler {
     pub fn remove_shuffle(&mut self, shuffle: ShuffleId) {
         self.tracker.remove_shuffle(shuffle);
         self.shuffle_stages.remove(&shuffle);
+    }
+}
+
+/// The warning for a failed task attempt that will be retried: one short
+/// line. The job's error, if the task fails on every attempt, carries the
+/// full cause, so the warning describes a cause only when it is news: not
+/// again when a retry fails the same way (a deterministic error would
+/// otherwise be printed once per attempt), and not for a panic, whose
+/// hook already printed the message where the task ran.
+struct RetryWarning<'a> {
+    stage: StageId,
+    partition: usize,
+    /// The failed attempt, counted from 1.
+    attempt: usize,
+    max_failures: usize,
+    executor: &'a ExecutorId,
+    error: &'a EmberError,
+    /// The error of the previous failed attempt of the task.
+    previous: Option<&'a EmberError>,
+}
+
+/// Characters of a cause a retry warning shows at most.
+const WARNING_CAUSE_CHARS: usize = 200;
+
+impl std::fmt::Display for RetryWarning<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let RetryWarning {
+            stage,
+            partition,
+            attempt,
+            max_failures,
+            executor,
+            error,
+            previous,
+        } = self;
+        write!(
+            f,
+            "{stage} partition {partition} failed on attempt {attempt} of {max_failures} ({executor}); retrying"
+        )?;
+        if previous == &Some(*error) {
+            return f.write_str(" (the same error)");
+        }
+        if let EmberError::TaskFailed { .. } = error {
+            return f.write_str(" (the task panicked)");
+        }
+        let text = error.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let mut cause: String = first.chars().take(WARNING_CAUSE_CHARS).collect();
+        if cause.len() < text.len() {
+            cause.push_str(" [...]");
+        }
+        write!(f, ": {cause}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warning(error: &EmberError, previous: Option<&EmberError>) -> String {
+        RetryWarning {
+            stage: StageId(2),
+            partition: 5,
+            attempt: 2,
+            max_failures: 4,
+            executor: &ExecutorId("1".into()),
+            error,
+            previous,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_retry_warning_names_the_task_and_a_new_cause_in_one_short_line() {
+        let io = EmberError::Other("disk on fire".into());
+        assert_eq!(
+            warning(&io, None),
+            "stage 2 partition 5 failed on attempt 2 of 4 (executor 1); retrying: disk on fire"
+        );
+        let long = EmberError::Other(format!("{}\nsecond line", "x".repeat(500)));
+        let text = warning(&long, None);
+        assert!(!text.contains('\n') && text.ends_with(" [...]"), "{text}");
+        assert!(text.len() < 300, "{text}");
+        let multi = EmberError::Other("first\nsecond".into());
+        assert!(warning(&multi, None).ends_with(": first [...]"));
+    }
+
+    #[test]
+    fn a_repeated_cause_or_a_panic_message_is_not_printed_again() {
+        let io = EmberError::Other("disk on fire".into());
+        assert_eq!(
+            warning(&io, Some(&io)),
+            "stage 2 partition 5 failed on attempt 2 of 4 (executor 1); retrying (the same error)"
+        );
+        let other = EmberError::Other("disk flooded".into());
+        assert!(warning(&other, Some(&io)).ends_with(": disk flooded"));
+        let panic = EmberError::TaskFailed {
+            message: "user code rejects 4".into(),
+        };
+        let text = warning(&panic, None);
+        assert!(!text.contains("rejects"), "{text}");
+        assert!(text.ends_with("(the task panicked)"), "{text}");
     }
 }

@@ -98,7 +98,7 @@ fn chromium_renders_the_application_and_master_uis_during_a_job() {
         eprintln!("SKIPPED: {CHROMIUM} is absent (apt-get install chromium; .ci/run installs it)");
         return;
     }
-    let _ = tracing_subscriber::fmt().with_env_filter("warn").try_init();
+    ember_core::logging::init(ember_core::logging::DEFAULT_FILTER);
     let dir = tempfile::tempdir().unwrap();
     let master = Master::start(MasterOptions {
         host: "127.0.0.1".into(),

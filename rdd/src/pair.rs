@@ -135,6 +135,18 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// Values of each key combined with `f` (combined on the map side
     /// first).
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// let words = ctx.parallelize(vec!["a", "b", "a"].into_iter().map(String::from).collect(), 2)?;
+    /// let mut counts = words.map(|w| (w, 1u64)).reduce_by_key(|a, b| a + b).collect()?;
+    /// counts.sort();
+    /// assert_eq!(counts, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reduce_by_key<F: Fn(V, V) -> V + UserFn>(&self, f: F) -> Rdd<(K, V)> {
         self.reduce_by_key_into(f, self.default_partitions())
     }

@@ -20,6 +20,36 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A lazy, partitioned, typed dataset.
+///
+/// Transformations describe new RDDs; actions (`collect`, `count`, ...)
+/// run jobs. Functions passed to them must not capture variables (they
+/// travel to executors by type); a value a function needs is the `env` of
+/// a `*_with` operation, or a broadcast:
+///
+/// ```
+/// use ember_driver::prelude::*;
+///
+/// # fn main() -> ember_driver::Result<()> {
+/// let ctx = Context::new("local[2]")?;
+/// let limit = 3u64;
+/// let small = ctx.parallelize((1..=6u64).collect(), 2)?.filter_with(limit, |l, x| x <= l);
+/// assert_eq!(small.collect()?, vec![1, 2, 3]);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A closure that captures does not compile:
+///
+/// ```compile_fail,E0080
+/// # use ember_driver::prelude::*;
+/// # fn main() -> ember_driver::Result<()> {
+/// # let ctx = Context::new("local[2]")?;
+/// let limit = 3u64;
+/// let small = ctx.parallelize((1..=6u64).collect(), 2)?.filter(move |x| *x <= limit);
+/// # small.count()?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Rdd<T> {
     pub(crate) node: Arc<dyn Compute<T>>,
     pub(crate) runner: Arc<dyn JobRunner>,
@@ -110,6 +140,16 @@ impl<T: Data> Rdd<T> {
     }
 
     /// `f` applied to every record.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// let squares = ctx.parallelize(vec![1u64, 2, 3], 2)?.map(|x| x * x);
+    /// assert_eq!(squares.collect()?, vec![1, 4, 9]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn map<U: Data, F: Fn(T) -> U + UserFn>(&self, f: F) -> Rdd<U> {
         self.derive(
             "map",
@@ -119,6 +159,16 @@ impl<T: Data> Rdd<T> {
     }
 
     /// `f(env, record)` for every record; `env` is shipped with the task.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// let scaled = ctx.parallelize(vec![1u64, 2, 3], 2)?.map_with(10u64, |k, x| k * x);
+    /// assert_eq!(scaled.collect()?, vec![10, 20, 30]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn map_with<U: Data, E: Env, F: Fn(&E, T) -> U + UserFn>(&self, env: E, f: F) -> Rdd<U> {
         self.derive(
             "map",
@@ -152,6 +202,17 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Every record of `f(record)`, flattened.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// let lines = ctx.parallelize(vec!["a b".to_string(), "c".into()], 2)?;
+    /// let words = lines.flat_map(|l: String| l.split(' ').map(String::from).collect::<Vec<_>>());
+    /// assert_eq!(words.collect()?, vec!["a", "b", "c"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn flat_map<U: Data, I, F>(&self, f: F) -> Rdd<U>
     where
         I: IntoIterator<Item = U> + 'static,
@@ -423,6 +484,15 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Every record, in partition order.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// assert_eq!(ctx.range(0, 4, 1, 3)?.collect()?, vec![0, 1, 2, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn collect(&self) -> Result<Vec<T>> {
         let parts = self.run_job(
             (),
@@ -438,6 +508,15 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Number of records.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// assert_eq!(ctx.range(0, 1000, 1, 4)?.count()?, 1000);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn count(&self) -> Result<u64> {
         let parts = self.run_job(
             (),
@@ -475,6 +554,15 @@ impl<T: Data> Rdd<T> {
     }
 
     /// All records combined with `f` (`None` for an empty RDD).
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// assert_eq!(ctx.range(1, 5, 1, 2)?.reduce(|a, b| a * b)?, Some(24));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reduce<F: Fn(T, T) -> T + UserFn>(&self, f: F) -> Result<Option<T>> {
         let parts = self.run_job(
             (),

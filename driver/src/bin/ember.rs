@@ -23,8 +23,13 @@ struct Cli {
 enum Command {
     /// Runs a driver program: `ember submit --master URL APP [ARGS]...`.
     Submit {
-        /// Master URL: local[N], local[*], local-cluster[N,C,M], ember://host:port.
-        #[arg(long)]
+        /// Master URL: `local[N]`, `local[*]`, `local-cluster[N,C,M]`,
+        /// `ember://host:port`.
+        // The same words without rustdoc's backticks for `--help`.
+        #[arg(
+            long,
+            help = "Master URL: local[N], local[*], local-cluster[N,C,M], ember://host:port"
+        )]
         master: Option<String>,
         /// Application name (`ember.app.name`).
         #[arg(long)]
@@ -113,13 +118,11 @@ enum Command {
     },
 }
 
+/// The daemons log at `info` unless `RUST_LOG` or `EMBER_LOG` says
+/// otherwise: registrations, placements and lost workers are what their
+/// operators read.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    ember_core::logging::init("info");
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
