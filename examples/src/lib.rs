@@ -1,11 +1,6 @@
 //! Shared pieces of the example driver programs, and the neuroscience
 //! pipeline ([`neuro`]) behind the `neuro` binary.
 
-// The neuro pipeline's module docs link `pipeline`, both a module and a
-// function there (rustdoc: ambiguous link); its owners fix it in
-// `neuro/mod.rs` (`mod@pipeline`), until then `cargo doc -D warnings`
-// passes over it.
-#[allow(rustdoc::broken_intra_doc_links)]
 pub mod neuro;
 pub mod phantom;
 pub mod steps;

@@ -396,7 +396,10 @@ fn max_bval_fits_the_lower_shells_and_refuses_too_few_volumes() {
     let (md_all, md_low) = (md(&all), md(&low));
     // Same mask and denoising; runs are deterministic, so a fit that
     // ignored --max-bval would give the very same MD.
-    same_bytes(&all.join("shells/mask.nii.gz"), &low.join("shells/mask.nii.gz"));
+    same_bytes(
+        &all.join("shells/mask.nii.gz"),
+        &low.join("shells/mask.nii.gz"),
+    );
     assert_ne!(md_all, md_low, "the fit used fewer shells");
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(low.join("run.json")).unwrap()).unwrap();

@@ -1,6 +1,6 @@
 //! The neuroscience pipeline of Mehta et al. (VLDB 2017) on Ember: brain
 //! mask, non-local-means denoising and a tensor fit for many subjects.
-//! [`pipeline`] is the part a scientist writes; [`subject`] and [`bids`]
+//! [`pipeline`](mod@pipeline) is the part a scientist writes; [`subject`] and [`bids`]
 //! find and check inputs before any work starts; [`records`] holds the
 //! record types that travel between tasks; [`maps`] names the tensor maps;
 //! [`output`], [`qa`] and [`report`] write results.
