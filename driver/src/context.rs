@@ -23,7 +23,7 @@ use ember_rdd::{JobRunner, Rdd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Configuration key naming another executable to start as executors
@@ -77,20 +77,28 @@ pub struct ContextInner {
     conf: EmberConf,
     master: MasterUrl,
     app_dir: PathBuf,
-    scheduler: Mutex<DagScheduler>,
     backend: Mutex<Backend>,
-    broadcasts: BroadcastStore,
     checkpoint_dir: Mutex<Option<PathBuf>>,
     next_rdd: AtomicU64,
     next_shuffle: AtomicU64,
     default_parallelism: usize,
-    /// The UI, its status store and the event log.
-    observers: crate::ui::app::AppObservers,
     app_id: String,
+    /// What the cleaner thread shares with the context.
+    shared: Arc<Shared>,
     /// Where dropped shuffles, persisted RDDs and broadcasts are queued
     /// for the cleaner thread, and the queue's other end, which a job
     /// drains before it starts; `None` without reference tracking.
     cleaner: Option<(Sender<Cleanup>, Receiver<Cleanup>)>,
+}
+
+/// The parts of a context the cleaner thread uses. The thread holds these,
+/// never the context itself, so the context is still dropped (and stopped:
+/// executors ended, event log finished) where its last handle goes.
+struct Shared {
+    scheduler: Mutex<DagScheduler>,
+    broadcasts: BroadcastStore,
+    /// The UI, its status store and the event log.
+    observers: crate::ui::app::AppObservers,
     stopped: AtomicBool,
 }
 
@@ -248,26 +256,30 @@ impl Context {
             conf,
             master,
             app_dir,
-            scheduler: Mutex::new(scheduler),
+
             backend: Mutex::new(backend),
-            broadcasts,
             checkpoint_dir: Mutex::new(None),
             next_rdd: AtomicU64::new(0),
             next_shuffle: AtomicU64::new(0),
             default_parallelism,
-            observers,
             app_id,
+            shared: Arc::new(Shared {
+                scheduler: Mutex::new(scheduler),
+                broadcasts,
+                observers,
+                stopped: AtomicBool::new(false),
+            }),
             cleaner,
-            stopped: AtomicBool::new(false),
         };
         // Without a UI or an event log nobody listens: the scheduler then
         // publishes nothing.
-        if let Some(listener) = inner.observers.begin(
+        if let Some(listener) = inner.shared.observers.begin(
             &inner.app_id,
             inner.conf.get(keys::APP_NAME).unwrap_or("ember"),
             inner.conf.get(keys::MASTER).unwrap_or("local[*]"),
         )? {
             inner
+                .shared
                 .scheduler
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -275,10 +287,10 @@ impl Context {
         }
         let inner = Arc::new(inner);
         if let Some((_, rx)) = &inner.cleaner {
-            let (weak, rx) = (Arc::downgrade(&inner), rx.clone());
+            let (shared, rx) = (inner.shared.clone(), rx.clone());
             std::thread::Builder::new()
                 .name("ember-cleaner".into())
-                .spawn(move || run_cleaner(weak, rx))
+                .spawn(move || run_cleaner(&shared, rx))
                 .map_err(|e| EmberError::Other(format!("cannot start the cleaner thread: {e}")))?;
         }
         Ok(Context { inner })
@@ -505,6 +517,7 @@ impl Context {
     /// ```
     pub fn job_reports(&self) -> Vec<JobReport> {
         self.inner
+            .shared
             .scheduler
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -519,7 +532,7 @@ impl Context {
 
     /// The application UI's address (`http://host:port`), if it runs.
     pub fn ui_url(&self) -> Option<String> {
-        self.inner.observers.ui_url()
+        self.inner.shared.observers.ui_url()
     }
 
     /// Live executor processes and their process ids (empty in
@@ -543,16 +556,14 @@ impl Context {
 /// handles queued, one item at a time, while the context lives. It waits
 /// for a running job to release the scheduler, so it never blocks one;
 /// a job about to start takes over whatever is still queued.
-fn run_cleaner(context: Weak<ContextInner>, queue: Receiver<Cleanup>) {
+fn run_cleaner(shared: &Shared, queue: Receiver<Cleanup>) {
+    // Ends when the context, which holds the queue's sender, is dropped.
     for what in queue.iter() {
-        let Some(inner) = context.upgrade() else {
-            return;
-        };
-        inner.clean(what);
+        shared.clean(what);
     }
 }
 
-impl ContextInner {
+impl Shared {
     /// Removes `what` everywhere: the scheduler's records and the
     /// executors' files, blocks and copies.
     fn clean(&self, what: Cleanup) {
@@ -583,9 +594,25 @@ impl ContextInner {
         }
     }
 
+    /// Forgets where `rdd`'s blocks are and has every executor drop them.
+    fn unpersist(&self, rdd: RddId) {
+        self.observers
+            .emit(&crate::ui::status::EmberEvent::UnpersistRdd {
+                rdd_id: rdd.0,
+                time: crate::ui::status::now(),
+            });
+        let mut sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+        sched.forget_cached(rdd);
+        for ep in sched.dispatcher().endpoints() {
+            ep.remove_rdd(rdd);
+        }
+    }
+}
+
+impl ContextInner {
     fn stop(&self) {
-        self.stopped.store(true, Ordering::Relaxed);
-        self.observers.end();
+        self.shared.stopped.store(true, Ordering::Relaxed);
+        self.shared.observers.end();
         self.backend
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -619,26 +646,18 @@ impl JobRunner for ContextInner {
         // jobs would otherwise hold almost all the time.
         if let Some((_, queue)) = &self.cleaner {
             while let Ok(what) = queue.try_recv() {
-                self.clean(what);
+                self.shared.clean(what);
             }
         }
-        self.scheduler
+        self.shared
+            .scheduler
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .run_job(root, partitions)
     }
 
     fn unpersist(&self, rdd: RddId) {
-        self.observers
-            .emit(&crate::ui::status::EmberEvent::UnpersistRdd {
-                rdd_id: rdd.0,
-                time: crate::ui::status::now(),
-            });
-        let mut sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
-        sched.forget_cached(rdd);
-        for ep in sched.dispatcher().endpoints() {
-            ep.remove_rdd(rdd);
-        }
+        self.shared.unpersist(rdd);
     }
 
     fn checkpoint_dir(&self) -> Option<PathBuf> {
@@ -656,7 +675,8 @@ impl JobRunner for ContextInner {
     }
 
     fn register_broadcast(&self, id: BroadcastId, bytes: Vec<u8>) {
-        self.broadcasts
+        self.shared
+            .broadcasts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, Arc::new(bytes));

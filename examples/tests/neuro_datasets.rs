@@ -151,6 +151,12 @@ fn a_bids_dataset_gives_derivatives_equal_to_the_plain_layout() {
         .join("sub-02/ses-post/dwi/sub-02_ses-post_space-dwi_model-DTI_param-FA_dwimap.nii.gz")
         .is_file());
     assert!(out.join("sub-01/figures/sub-01_desc-qa_dwi.png").is_file());
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert!(run["subjects"][0]["metadata"]
+        .as_str()
+        .unwrap()
+        .ends_with("sub-01/dwi/sub-01_dwi.json"));
     assert!(!out.join("sub-01/anat").exists());
 
     // --participant-label picks participants.

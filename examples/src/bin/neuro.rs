@@ -248,6 +248,7 @@ fn run(args: RunArgs) -> Result<(), String> {
                     SubjectReport {
                         name: subject.name.clone(),
                         image: Some(subject.image.clone()),
+                        metadata: subject.metadata.clone(),
                         status: "ok",
                         reason: None,
                         mask_voxels: Some(r.mask_voxels()),

@@ -160,6 +160,7 @@ pub fn discover(root: &Path, participants: &[String]) -> Result<Vec<Discovered>,
                         bvecs: need(".bvec")?,
                         image: image.clone(),
                         mask: None,
+                        metadata: sidecar(root, &image, &run, ".json"),
                         bids: Some(run.clone()),
                     })
                 });

@@ -187,11 +187,6 @@ impl Run {
             denoised,
         }))
     }
-
-    /// Every subject's outcome, in input order.
-    pub fn results(&self) -> Result<Vec<Outcome<SubjectResult>>> {
-        (0..self.subjects.len()).map(|s| self.result(s)).collect()
-    }
 }
 
 /// Mask, denoise and fit every subject (Mehta et al.'s Spark plan). A

@@ -2,6 +2,8 @@
 //! person, a row per subject with its status, voxels in the mask, noise
 //! sigma per volume, seconds per step and its QA image.
 
+// A subject's name or an error is user input: escaped as the web UI does.
+use ember_driver::ui::html::esc as escape;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,8 @@ pub struct SubjectReport {
     pub name: String,
     /// Its diffusion image, when it was found.
     pub image: Option<PathBuf>,
+    /// Its JSON sidecar (BIDS runs).
+    pub metadata: Option<PathBuf>,
     /// `ok`, `failed`, or `not run` (the run stopped at another subject's
     /// failure).
     pub status: &'static str,
@@ -43,6 +47,7 @@ impl SubjectReport {
         SubjectReport {
             name: name.to_string(),
             image,
+            metadata: None,
             status: "not run",
             reason: Some(reason),
             mask_voxels: None,
@@ -178,22 +183,6 @@ impl RunReport {
             steps.join(", "),
         )
     }
-}
-
-/// Escapes text for HTML (a subject's name or an error is user input).
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Writes `bytes` to `path` through a temporary file renamed into place.

@@ -39,6 +39,8 @@ pub struct Subject {
     /// BIDS entities when the subject is a run of a BIDS dataset; outputs
     /// then follow the BIDS-derivatives layout.
     pub bids: Option<BidsRun>,
+    /// The run's JSON sidecar, checked to be JSON, reported in `run.json`.
+    pub metadata: Option<PathBuf>,
     /// The 4-D diffusion image.
     pub image: PathBuf,
     /// Its gradient table, one row per volume.
@@ -81,6 +83,8 @@ pub struct SubjectFiles {
     pub mask: Option<PathBuf>,
     /// BIDS entities, for runs of a BIDS dataset.
     pub bids: Option<BidsRun>,
+    /// The run's JSON sidecar (acquisition metadata), for BIDS runs.
+    pub metadata: Option<PathBuf>,
 }
 
 fn existing(candidates: &[PathBuf]) -> Option<PathBuf> {
@@ -132,6 +136,7 @@ pub fn locate(arg: &str) -> Result<SubjectFiles, String> {
                 path.join("nodif_brain_mask.nii"),
             ]),
             bids: None,
+            metadata: None,
         });
     }
     let prefix = arg
@@ -153,6 +158,7 @@ pub fn locate(arg: &str) -> Result<SubjectFiles, String> {
         bvecs: with(".bvec"),
         mask: None,
         bids: None,
+        metadata: None,
     })
 }
 
@@ -166,6 +172,12 @@ pub fn check(files: SubjectFiles, options: &InputOptions) -> Result<Subject, Str
         if !f.is_file() {
             return Err(format!("subject {name}: {}: missing", f.display()));
         }
+    }
+    if let Some(json) = &files.metadata {
+        let text = std::fs::read_to_string(json)
+            .map_err(|e| format!("subject {name}: {}: {e}", json.display()))?;
+        serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| format!("subject {name}: {}: not JSON: {e}", json.display()))?;
     }
     let header = read_header(&files.image).map_err(|e| format!("subject {name}: {e}"))?;
     let [x, y, z, t] = header.shape;
@@ -215,6 +227,7 @@ pub fn check(files: SubjectFiles, options: &InputOptions) -> Result<Subject, Str
     Ok(Subject {
         name,
         bids: files.bids,
+        metadata: files.metadata,
         image: files.image,
         gtab,
         fit_volumes,
