@@ -309,6 +309,9 @@ fn thin_volumes_run_end_to_end() {
         let (fa, _) = read_array::<f32>(out.join(name).join("fa.nii.gz")).unwrap();
         assert_eq!(fa.shape()[..3], shape);
         assert!(fa.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
+        // The mask holds voxels and the fit ran in them (all-zero FA would
+        // mean nothing was fitted).
+        assert!(fa.iter().any(|v| *v > 0.0), "{name}: FA is 0 everywhere");
     }
 }
 
