@@ -161,9 +161,17 @@ fn files_named(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
 
 /// Per reduce partition: its index, record count, and a hash of its
 /// records in the order they arrive (map order, then each map task's
-/// order), so a reordering, loss or duplicate changes it.
-fn shuffle_digest(ctx: &Context) -> (Vec<(usize, u64, u64)>, ember_driver::rdd::task::TaskMetrics) {
-    let digest = ctx
+/// order), so a reordering, loss or duplicate changes it. Also returns
+/// the digested RDD: while it lives, its shuffle's map outputs are kept
+/// (the cleaner removes them once it is dropped).
+fn shuffle_digest(
+    ctx: &Context,
+) -> (
+    Vec<(usize, u64, u64)>,
+    ember_driver::rdd::task::TaskMetrics,
+    Rdd<(usize, u64, u64)>,
+) {
+    let digested = ctx
         .range(0, 2_000_000, 1, 4)
         .unwrap()
         .map(|x| {
@@ -178,11 +186,10 @@ fn shuffle_digest(ctx: &Context) -> (Vec<(usize, u64, u64)>, ember_driver::rdd::
                 h = mix(h ^ k ^ v[0] ^ v[1].rotate_left(7) ^ v[2].rotate_left(13) ^ v[3]);
             }
             [(p, n, h)]
-        })
-        .collect()
-        .unwrap();
+        });
+    let digest = digested.collect().unwrap();
     let metrics = ctx.job_reports().last().unwrap().metrics.clone();
-    (digest, metrics)
+    (digest, metrics, digested)
 }
 
 #[test]
@@ -193,7 +200,7 @@ fn map_tasks_whose_output_exceeds_the_budget_spill_and_write_the_same_output() {
         .conf("ember.executor.memory", "2g")
         .build()
         .unwrap();
-    let (expected, m) = shuffle_digest(&roomy);
+    let (expected, m, _) = shuffle_digest(&roomy);
     roomy.stop();
     assert_eq!(m.spill_disk_bytes, 0, "{m:?}");
     assert_eq!(expected.iter().map(|d| d.1).sum::<u64>(), 2_000_000);
@@ -203,7 +210,7 @@ fn map_tasks_whose_output_exceeds_the_budget_spill_and_write_the_same_output() {
     for master in ["local[2]", "local-cluster[2,1,64]"] {
         let local = tempfile::tempdir().unwrap();
         let ctx = small_memory_in(master, local.path());
-        let (got, m) = shuffle_digest(&ctx);
+        let (got, m, digested) = shuffle_digest(&ctx);
         assert_eq!(got, expected, "{master}");
         assert!(
             m.spill_disk_bytes > 0 && m.spill_memory_bytes > 0,
@@ -216,7 +223,7 @@ fn map_tasks_whose_output_exceeds_the_budget_spill_and_write_the_same_output() {
             "{master}: the map output should be several budgets: {m:?}"
         );
         // Spill files are gone once their task ended; the map outputs
-        // are still there for later jobs.
+        // are still there for later jobs while the RDD lives.
         assert_eq!(
             files_named(local.path(), "spill-"),
             Vec::<std::path::PathBuf>::new()
@@ -225,6 +232,7 @@ fn map_tasks_whose_output_exceeds_the_budget_spill_and_write_the_same_output() {
             !files_named(local.path(), "shuffle_").is_empty(),
             "{master}"
         );
+        drop(digested);
         ctx.stop();
     }
 }
