@@ -14,7 +14,7 @@ pub mod ship;
 pub use conf::EmberConf;
 pub use error::{EmberError, Result};
 pub use ids::*;
-pub use partitioner::Partitioner;
+pub use partitioner::{KeyPartitioner, Partitioner, PartitionerRef};
 pub use ship::{BuildId, FnOffset, Shipped};
 
 /// The bound every record type must meet: it crosses process boundaries

@@ -34,13 +34,13 @@ pub mod ui;
 
 pub use context::{Context, ContextBuilder};
 pub use dag::JobReport;
-pub use ember_core::{EmberConf, EmberError, Partitioner, Result};
+pub use ember_core::{EmberConf, EmberError, KeyPartitioner, Partitioner, PartitionerRef, Result};
 pub use ember_rdd as rdd;
 pub use master_url::MasterUrl;
 
 /// What driver programs usually import.
 pub mod prelude {
     pub use crate::{Context, ContextBuilder};
-    pub use ember_core::{Data, EmberError, Partitioner};
+    pub use ember_core::{Data, EmberError, KeyPartitioner, Partitioner, PartitionerRef};
     pub use ember_rdd::{Accumulator, BoxIter, Broadcast, Rdd, StorageLevel, TaskContext};
 }

@@ -11,7 +11,7 @@ use crate::runner::JobRunner;
 use crate::shuffled::{Key, ResultRoot};
 use crate::task::TaskContext;
 use crate::transforms::{CoalesceNode, Env, MapPartitionsNode, PartitionFn, UnionNode};
-use ember_core::{codec, Data, RddId, Result};
+use ember_core::{codec, Data, PartitionerRef, RddId, Result};
 use ember_storage::StorageLevel;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -53,6 +53,8 @@ use std::sync::Arc;
 pub struct Rdd<T> {
     pub(crate) node: Arc<dyn Compute<T>>,
     pub(crate) runner: Arc<dyn JobRunner>,
+    /// How the records are placed in partitions by key, when known.
+    pub(crate) partitioner: Option<PartitionerRef>,
 }
 
 impl<T> Clone for Rdd<T> {
@@ -60,6 +62,7 @@ impl<T> Clone for Rdd<T> {
         Rdd {
             node: self.node.clone(),
             runner: self.runner.clone(),
+            partitioner: self.partitioner.clone(),
         }
     }
 }
@@ -72,7 +75,11 @@ impl<F: Copy + Send + Sync + 'static> UserFn for F {}
 impl<T: Data> Rdd<T> {
     /// Wraps a lineage node.
     pub fn from_node(runner: Arc<dyn JobRunner>, node: Arc<dyn Compute<T>>) -> Self {
-        Rdd { node, runner }
+        Rdd {
+            node,
+            runner,
+            partitioner: None,
+        }
     }
 
     /// This RDD's id.
@@ -83,6 +90,37 @@ impl<T: Data> Rdd<T> {
     /// Number of partitions.
     pub fn num_partitions(&self) -> usize {
         self.node.core().partitions
+    }
+
+    /// How the records (pairs) are placed in partitions by key, when that
+    /// is known (Spark's `partitioner`): set by `partition_by` and the
+    /// shuffling pair operations, kept by operations that cannot move a
+    /// record to another key (`filter`, `map_values`, ...), dropped by
+    /// the others (`map`, ...).
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// let pairs = ctx.parallelize(vec![(1u32, 'a'), (2, 'b')], 2)?;
+    /// assert_eq!(pairs.partitioner(), None);
+    /// let placed = pairs.partition_by(Partitioner::Hash(3));
+    /// let hash3 = PartitionerRef::new(Partitioner::<u32>::Hash(3));
+    /// assert_eq!(placed.partitioner(), Some(hash3.clone()));
+    /// assert_eq!(placed.map_values(|c| c.to_ascii_uppercase()).partitioner(), Some(hash3));
+    /// assert_eq!(placed.map(|(k, c)| (k + 1, c)).partitioner(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn partitioner(&self) -> Option<PartitionerRef> {
+        self.partitioner.clone()
+    }
+
+    /// This RDD, its partitioner said to be `partitioner` (for operations
+    /// that keep every record in its key's partition).
+    pub(crate) fn with_partitioner(mut self, partitioner: Option<PartitionerRef>) -> Self {
+        self.partitioner = partitioner;
+        self
     }
 
     /// The lineage node (for the scheduler and tests).
@@ -108,6 +146,7 @@ impl<T: Data> Rdd<T> {
         Rdd {
             node,
             runner: self.runner.clone(),
+            partitioner: None,
         }
     }
 
@@ -187,6 +226,7 @@ impl<T: Data> Rdd<T> {
             (),
             move |_: &Arc<()>, _: usize, it: BoxIter<T>| -> BoxIter<T> { Box::new(it.filter(f)) },
         )
+        .with_partitioner(self.partitioner.clone())
     }
 
     /// Records for which `f(env, record)` is true.
@@ -199,6 +239,7 @@ impl<T: Data> Rdd<T> {
                 Box::new(it.filter(move |x| f(&env, x)))
             },
         )
+        .with_partitioner(self.partitioner.clone())
     }
 
     /// Every record of `f(record)`, flattened.
@@ -352,6 +393,7 @@ impl<T: Data> Rdd<T> {
                 }
             },
         )
+        .with_partitioner(self.partitioner.clone())
     }
 
     /// Each record with its global index (partition order, then position).
@@ -410,9 +452,37 @@ impl<T: Data> Rdd<T> {
         self.map(|x: T| (x, ())).reduce_by_key(|(), ()| ()).keys()
     }
 
+    /// Distinct records, in `partitions` hash partitions.
+    pub fn distinct_into(&self, partitions: usize) -> Rdd<T>
+    where
+        T: Key,
+    {
+        self.map(|x: T| (x, ()))
+            .reduce_by_key_into(|(), ()| (), partitions)
+            .keys()
+    }
+
     /// Records grouped by `f(record)`.
     pub fn group_by<K: Key, F: Fn(&T) -> K + UserFn>(&self, f: F) -> Rdd<(K, Vec<T>)> {
         self.key_by(f).group_by_key()
+    }
+
+    /// Records grouped by `f(record)` into `partitions` hash partitions.
+    pub fn group_by_into<K: Key, F: Fn(&T) -> K + UserFn>(
+        &self,
+        f: F,
+        partitions: usize,
+    ) -> Rdd<(K, Vec<T>)> {
+        self.key_by(f).group_by_key_into(partitions)
+    }
+
+    /// Records grouped by `f(record)`, placed by `partitioner`.
+    pub fn group_by_with_partitioner<K: Key, F, P>(&self, f: F, partitioner: P) -> Rdd<(K, Vec<T>)>
+    where
+        F: Fn(&T) -> K + UserFn,
+        P: ember_core::KeyPartitioner<K>,
+    {
+        self.key_by(f).group_by_key_with_partitioner(partitioner)
     }
 
     /// Records sorted by `f(record)`.

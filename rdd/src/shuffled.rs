@@ -11,7 +11,8 @@ use crate::node::{
 use crate::runner::JobRunner;
 use crate::stage::{ship_root, ShippableRoot, StageRoot};
 use crate::task::{TaskContext, TaskOutput, TaskRoot};
-use ember_core::{Data, EmberError, ExecutorId, Partitioner, Result, ShuffleId};
+use ember_core::partitioner::{DynPartitioner, ShippedPartitioner};
+use ember_core::{Data, EmberError, ExecutorId, PartitionerRef, Result, ShuffleId};
 use ember_shuffle::MapStatus;
 use serde::{Deserialize, Serialize};
 use std::hash::Hash;
@@ -40,7 +41,7 @@ pub trait ShuffleDep: Send + Sync {
 pub struct ShuffleDependency<K, V> {
     shuffle_id: ShuffleId,
     parent: Arc<dyn Compute<(K, V)>>,
-    partitioner: Partitioner<K>,
+    partitioner: Arc<dyn DynPartitioner<K>>,
     _cleanup: CleanupGuard,
 }
 
@@ -50,7 +51,7 @@ impl<K: Key, V: Data> ShuffleDependency<K, V> {
     pub fn new(
         runner: &Arc<dyn JobRunner>,
         parent: Arc<dyn Compute<(K, V)>>,
-        partitioner: Partitioner<K>,
+        partitioner: Arc<dyn DynPartitioner<K>>,
     ) -> Self {
         let shuffle_id = runner.new_shuffle_id();
         ShuffleDependency {
@@ -59,6 +60,11 @@ impl<K: Key, V: Data> ShuffleDependency<K, V> {
             partitioner,
             _cleanup: CleanupGuard::new(Cleanup::Shuffle(shuffle_id), runner),
         }
+    }
+
+    /// The partitioner of the reduce side.
+    pub fn partitioner(&self) -> PartitionerRef {
+        PartitionerRef::from_dyn(self.partitioner.clone())
     }
 }
 
@@ -75,7 +81,8 @@ impl<K: Key, V: Data> ShuffleDep for ShuffleDependency<K, V> {
     fn write_root(&self) -> Arc<dyn StageRoot> {
         Arc::new(ShuffleWriteRoot {
             parent: self.parent.clone(),
-            body: (self.shuffle_id, self.partitioner.clone()),
+            shuffle: self.shuffle_id,
+            partitioner: self.partitioner.clone(),
         })
     }
 }
@@ -85,7 +92,8 @@ impl<K: Key, V: Data> ShuffleDep for ShuffleDependency<K, V> {
 /// out (see `map_output.rs`).
 pub struct ShuffleWriteRoot<K, V> {
     parent: Arc<dyn Compute<(K, V)>>,
-    body: (ShuffleId, Partitioner<K>),
+    shuffle: ShuffleId,
+    partitioner: Arc<dyn DynPartitioner<K>>,
 }
 
 impl<K: Key, V: Data> StageRoot for ShuffleWriteRoot<K, V> {
@@ -93,34 +101,43 @@ impl<K: Key, V: Data> StageRoot for ShuffleWriteRoot<K, V> {
         self.parent.clone().as_node()
     }
     fn ship(&self) -> Result<ShippedBody> {
-        ship_root(self)
+        ship_root::<Self>(&(self.shuffle, self.partitioner.ship()?))
     }
 }
 
 impl<K: Key, V: Data> ShippableRoot for ShuffleWriteRoot<K, V> {
-    type Body = (ShuffleId, Partitioner<K>);
-    fn body(&self) -> &Self::Body {
-        &self.body
-    }
-    fn rebuild(body: Self::Body, parents: &[&Decoded]) -> Result<Self> {
+    type Body = (ShuffleId, ShippedPartitioner);
+    fn rebuild((shuffle, partitioner): Self::Body, parents: &[&Decoded]) -> Result<Self> {
         Ok(ShuffleWriteRoot {
             parent: parent(parents, 0)?,
-            body,
+            shuffle,
+            // SAFETY: shipped by the driver, which runs this same binary
+            // (as every node of the stage blob being decoded).
+            partitioner: unsafe { partitioner.rebuild::<K>()? },
         })
     }
 }
 
 impl<K: Key, V: Data> TaskRoot for ShuffleWriteRoot<K, V> {
     fn run(&self, tc: &TaskContext) -> Result<TaskOutput> {
-        let (shuffle, partitioner) = &self.body;
+        let (shuffle, partitioner) = (self.shuffle, &self.partitioner);
         let n = partitioner.num_partitions();
         let mut buffer = MapOutputBuffer::<(K, V)>::new(n);
         let mut written = 0u64;
         for record in iterator(&self.parent, tc.partition, tc)? {
-            buffer.push(partitioner.partition(&record.0), &record)?;
+            let reduce = partitioner.partition(&record.0);
+            if reduce >= n {
+                return Err(EmberError::TaskFailed {
+                    message: format!(
+                        "partitioner {} put a key in partition {reduce} of {n}",
+                        partitioner.type_name()
+                    ),
+                });
+            }
+            buffer.push(reduce, &record)?;
             written += 1;
         }
-        let sizes = buffer.write(&tc.env.shuffle_files, *shuffle, tc.partition, tc.task_id.0)?;
+        let sizes = buffer.write(&tc.env.shuffle_files, shuffle, tc.partition, tc.task_id.0)?;
         tc.record(|m| {
             m.shuffle_records_written += written;
             m.shuffle_bytes_written += sizes.iter().sum::<u64>();
@@ -480,7 +497,7 @@ impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> StageRoo
         self.parent.clone().as_node()
     }
     fn ship(&self) -> Result<ShippedBody> {
-        ship_root(self)
+        ship_root::<Self>(&self.body)
     }
 }
 
@@ -488,9 +505,6 @@ impl<T: Data, R: Data, E: crate::transforms::Env, F: ResultFn<E, T, R>> Shippabl
     for ResultRoot<T, R, E, F>
 {
     type Body = ResultBody<E, F>;
-    fn body(&self) -> &Self::Body {
-        &self.body
-    }
     fn rebuild(body: Self::Body, parents: &[&Decoded]) -> Result<Self> {
         Ok(ResultRoot {
             parent: parent(parents, 0)?,

@@ -8,27 +8,27 @@ use crate::shuffled::Key;
 use crate::spill::sort_records;
 use crate::task::throw;
 use crate::transforms::Env;
-use ember_core::{Data, Partitioner, Result};
+use ember_core::{Data, KeyPartitioner, Result};
 
 impl<K: Key, V: Data> Rdd<(K, V)> {
     /// Spark's `repartitionAndSortWithinPartitions`: the pairs moved to the
     /// partitions `partitioner` names, each partition sorted by key
     /// (ascending), spilling sorted runs when memory runs out.
-    pub fn repartition_and_sort_within_partitions(
+    pub fn repartition_and_sort_within_partitions<P: KeyPartitioner<K>>(
         &self,
-        partitioner: Partitioner<K>,
+        partitioner: P,
     ) -> Rdd<(K, V)> {
         self.partition_by(partitioner)
-            .map_partitions(|it: BoxIter<(K, V)>| {
+            .map_partitions_preserving(|it: BoxIter<(K, V)>| {
                 sort_records(it, true).unwrap_or_else(|e| throw(e))
             })
     }
 
     /// Spark's `filterByRange`: the pairs with `lo <= key <= hi` (both
     /// inclusive). Spark skips the partitions of a range-partitioned RDD
-    /// that cannot hold such keys; an `Rdd` here does not remember its
-    /// partitioner, so every partition is filtered (the order of the
-    /// records is kept, so a sorted RDD stays sorted).
+    /// that cannot hold such keys; here every partition is filtered (the
+    /// order of the records and the partitioner are kept, so a sorted RDD
+    /// stays sorted).
     pub fn filter_by_range(&self, lo: K, hi: K) -> Rdd<(K, V)> {
         self.filter_with((lo, hi), |(lo, hi): &(K, K), (k, _): &(K, V)| {
             lo <= k && k <= hi

@@ -140,17 +140,16 @@ pub fn decode_stage(blob: &StageBlob) -> Result<DecodedStage> {
 pub trait ShippableRoot: TaskRoot + Sized + 'static {
     /// The root's own state.
     type Body: Serialize + serde::de::DeserializeOwned;
-    /// Its own state.
-    fn body(&self) -> &Self::Body;
     /// Rebuilds the root on the executor.
     fn rebuild(body: Self::Body, parents: &[&Decoded]) -> Result<Self>;
 }
 
-/// Ships a root: body and decoder offset.
-pub fn ship_root<R: ShippableRoot>(root: &R) -> Result<ShippedBody> {
+/// Ships a root of type `R` whose state is `body`: body and decoder
+/// offset.
+pub fn ship_root<R: ShippableRoot>(body: &R::Body) -> Result<ShippedBody> {
     Ok(ShippedBody {
         decoder: ember_core::FnOffset::of(decode_root::<R> as crate::node::DecodeFn),
-        bytes: ember_core::codec::encode(root.body())?,
+        bytes: ember_core::codec::encode(body)?,
     })
 }
 

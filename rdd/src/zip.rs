@@ -48,6 +48,29 @@ pub struct ZipPartitionsNode<A, B, U, E, F> {
     _out: PhantomData<fn() -> U>,
 }
 
+impl<A: Data, B: Data, U: Data, E: Env, F: ZipFn<E, A, B, U>> ZipPartitionsNode<A, B, U, E, F> {
+    /// `f(env, i, left partition i, right partition i)`; the parents must
+    /// have `core.partitions` partitions each.
+    pub(crate) fn new(
+        core: NodeCore,
+        left: Arc<dyn Compute<A>>,
+        right: Arc<dyn Compute<B>>,
+        env: E,
+        f: F,
+    ) -> Self {
+        ZipPartitionsNode {
+            core,
+            left,
+            right,
+            body: ZipBody {
+                env: Arc::new(env),
+                f: Shipped::new(f),
+            },
+            _out: PhantomData,
+        }
+    }
+}
+
 impl<A: Data, B: Data, U: Data, E: Env, F: ZipFn<E, A, B, U>> Shippable
     for ZipPartitionsNode<A, B, U, E, F>
 {
@@ -189,16 +212,8 @@ impl<T: Data> Rdd<T> {
                 other.id().0
             )));
         }
-        let node = ZipPartitionsNode {
-            core: self.core(n),
-            left: self.node.clone(),
-            right: other.node.clone(),
-            body: ZipBody {
-                env: Arc::new(env),
-                f: Shipped::new(f),
-            },
-            _out: PhantomData,
-        };
+        let node =
+            ZipPartitionsNode::new(self.core(n), self.node.clone(), other.node.clone(), env, f);
         Ok(self.wrap(Arc::new(node)))
     }
 
