@@ -3,11 +3,10 @@
 //! shipped and rebuilt ([`Shippable`]).
 
 use crate::cleanup::CleanupGuard;
-use crate::shuffled::ShuffleDep;
 use crate::task::TaskContext;
 use ember_core::codec;
 use ember_core::ship::FnOffset;
-use ember_core::{Data, EmberError, RddId, Result};
+use ember_core::{Data, EmberError, RddId, Result, ShuffleId};
 use ember_storage::block_manager::decode_block;
 use ember_storage::{BlockId, StorageLevel, StoreOutcome};
 use serde::de::DeserializeOwned;
@@ -147,6 +146,26 @@ pub enum Dependency {
     Narrow(Arc<dyn RddNode>),
     /// Each partition needs every parent partition, through a shuffle.
     Shuffle(Arc<dyn ShuffleDep>),
+}
+
+/// The driver's view of a shuffle dependency.
+pub trait ShuffleDep: Send + Sync {
+    /// The shuffle's id.
+    fn shuffle_id(&self) -> ShuffleId;
+    /// The RDD whose partitions the map tasks read.
+    fn parent(&self) -> Arc<dyn RddNode>;
+    /// Number of reduce partitions.
+    fn num_reduces(&self) -> usize;
+    /// The root of the map stage.
+    fn write_root(&self) -> Arc<dyn StageRoot>;
+}
+
+/// The driver's view of a stage root.
+pub trait StageRoot: Send + Sync {
+    /// The RDD whose partitions the stage's tasks compute.
+    fn parent(&self) -> Arc<dyn RddNode>;
+    /// The root's own state and decoder.
+    fn ship(&self) -> Result<ShippedBody>;
 }
 
 /// The dependencies the scheduler sees: none once checkpointed.

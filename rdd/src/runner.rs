@@ -1,6 +1,6 @@
 //! What RDDs need from the driver: ids, defaults and running jobs.
 
-use crate::stage::StageRoot;
+use crate::node::StageRoot;
 use ember_core::{RddId, Result, ShuffleId};
 use std::sync::Arc;
 

@@ -7,13 +7,14 @@ use crate::map_output::MapOutputBuffer;
 use crate::node::{erase_rdd, parent, ship_node};
 use crate::node::{
     iterator, BoxIter, Compute, Decoded, Dependency, NodeCore, RddNode, Shippable, ShippedBody,
+    StageRoot,
 };
 use crate::runner::JobRunner;
-use crate::stage::{ship_root, ShippableRoot, StageRoot};
+use crate::stage::{ship_root, ShippableRoot};
 use crate::task::{TaskContext, TaskOutput, TaskRoot};
 use ember_core::partitioner::{DynPartitioner, ShippedPartitioner};
 use ember_core::{Data, EmberError, ExecutorId, PartitionerRef, Result, ShuffleId};
-use ember_shuffle::MapStatus;
+use ember_shuffle::{ChunkReader, MapStatus};
 use serde::{Deserialize, Serialize};
 use std::hash::Hash;
 use std::sync::Arc;
@@ -23,17 +24,9 @@ use std::sync::Arc;
 pub trait Key: Data + Hash + Eq + Ord {}
 impl<K> Key for K where K: Data + Hash + Eq + Ord {}
 
-/// The driver's view of a shuffle dependency.
-pub trait ShuffleDep: Send + Sync {
-    /// The shuffle's id.
-    fn shuffle_id(&self) -> ShuffleId;
-    /// The RDD whose partitions the map tasks read.
-    fn parent(&self) -> Arc<dyn RddNode>;
-    /// Number of reduce partitions.
-    fn num_reduces(&self) -> usize;
-    /// The root of the map stage.
-    fn write_root(&self) -> Arc<dyn StageRoot>;
-}
+// The driver's view of a shuffle lives beside the lineage nodes that
+// hold it; re-exported for the scheduler.
+pub use crate::node::ShuffleDep;
 
 /// A shuffle of `(K, V)` records by a partitioner. It exists only on the
 /// driver; when the last RDD reading it is dropped, its guard has the
@@ -281,7 +274,7 @@ struct SegmentStream<K, V> {
     /// Segments still to read, by map, in map order.
     sources: std::collections::VecDeque<(usize, Source)>,
     /// The segment being read, and its map.
-    current: Option<(usize, Segment)>,
+    current: Option<(usize, ChunkReader<'static>)>,
     buffer: std::vec::IntoIter<(K, V)>,
 }
 
@@ -346,66 +339,38 @@ impl<K: Key, V: Data> SegmentStream<K, V> {
     /// Decodes the next chunk into the buffer; false at the end.
     fn refill(&mut self) -> Result<bool> {
         loop {
-            if let Some((map, seg)) = &mut self.current {
+            if let Some((map, reader)) = &mut self.current {
                 let map = *map;
-                let what = format!(
-                    "shuffle {} map {map} reduce {}",
-                    self.shuffle.0, self.reduce
-                );
-                let decode = |block: &[u8]| -> Result<Vec<(K, V)>> {
-                    ember_core::codec::decompress_block(block, &what)
-                        .and_then(|raw| ember_core::codec::decode(&raw, &what))
-                };
-                let records = match seg {
-                    Segment::Fetched(bytes, pos) => {
-                        let rest = &bytes[(*pos).min(bytes.len())..];
-                        if rest.is_empty() {
-                            None
-                        } else if rest.len() < 4 {
-                            Some(Err(EmberError::codec(&what, "truncated chunk header")))
-                        } else {
-                            let len =
-                                u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                            if rest.len() < 4 + len {
-                                Some(Err(EmberError::codec(&what, "truncated chunk")))
-                            } else {
-                                *pos += 4 + len;
-                                Some(decode(&rest[4..4 + len]))
-                            }
-                        }
-                    }
-                    Segment::Local(reader) => reader
-                        .next_block()
-                        .map(|block| block.map(|b| decode(&b)))
-                        .unwrap_or_else(|e| Some(Err(e))),
-                };
-                match records {
-                    None => self.current = None,
-                    Some(records) => {
-                        let records = records.map_err(|e| self.failed(map, e.to_string()))?;
+                match reader.next_chunk::<(K, V)>() {
+                    Ok(None) => self.current = None,
+                    Ok(Some(records)) => {
                         let n = records.len() as u64;
                         crate::task::record_side_metrics(|m| m.shuffle_records_read += n);
                         self.buffer = records.into_iter();
                         return Ok(true);
                     }
+                    Err(e) => return Err(self.failed(map, e.to_string())),
                 }
             }
             let Some((map, source)) = self.sources.pop_front() else {
                 return Ok(false);
             };
-            let seg = match source {
-                Source::Fetched(bytes) => Segment::Fetched(bytes, 0),
+            let what = format!(
+                "shuffle {} map {map} reduce {}",
+                self.shuffle.0, self.reduce
+            );
+            let reader = match source {
+                Source::Fetched(bytes) => ChunkReader::from_bytes(bytes, what),
                 Source::Remote { address, size } => {
-                    Segment::Fetched(self.fetch_batch(map, address, size)?, 0)
+                    ChunkReader::from_bytes(self.fetch_batch(map, address, size)?, what)
                 }
-                Source::Local => Segment::Local(
-                    self.env
-                        .shuffle_files
-                        .open_segment(self.shuffle, map, self.reduce)
-                        .map_err(|e| self.failed(map, e.to_string()))?,
-                ),
+                Source::Local => self
+                    .env
+                    .shuffle_files
+                    .open_segment(self.shuffle, map, self.reduce)
+                    .map_err(|e| self.failed(map, e.to_string()))?,
             };
-            self.current = Some((map, seg));
+            self.current = Some((map, reader));
         }
     }
 }
@@ -423,13 +388,6 @@ enum Source {
     Remote { address: String, size: u64 },
     /// Fetched, waiting to be read.
     Fetched(Vec<u8>),
-}
-
-/// A map output's segment being read: fetched bytes and the read
-/// position, or a local file read a chunk at a time.
-enum Segment {
-    Fetched(Vec<u8>, usize),
-    Local(ember_shuffle::SegmentReader),
 }
 
 impl<K: Key, V: Data> Iterator for SegmentStream<K, V> {

@@ -8,12 +8,12 @@ use crate::node::BoxIter;
 use crate::shuffled::Key;
 use crate::table::{hash_key, CombineTable, BATCH};
 use crate::task::{current_env, record_side_metrics, throw, TaskEnv};
-use ember_core::codec::{self, decompress_block};
+use ember_core::codec;
 use ember_core::{Data, EmberError, Result};
-use ember_shuffle::ChunkWriter;
+use ember_shuffle::{ChunkReader, ChunkWriter};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -164,19 +164,22 @@ pub fn write_run<T: Data>(dir: &Path, records: Vec<T>) -> Result<SpillFile> {
 
 /// Streams the records of a run back, chunk by chunk.
 struct RunReader<T> {
-    reader: BufReader<std::fs::File>,
-    what: String,
+    chunks: ChunkReader<'static>,
     buffer: std::vec::IntoIter<T>,
     _file: SpillFile,
 }
 
 impl<T: Data> RunReader<T> {
     fn open(file: SpillFile) -> Result<Self> {
-        let f = std::fs::File::open(&file.path)
-            .map_err(|e| EmberError::io(&file.path, "open spill file", e))?;
+        let open_err = |e| EmberError::io(&file.path, "open spill file", e);
+        let f = std::fs::File::open(&file.path).map_err(open_err)?;
+        let len = f.metadata().map_err(open_err)?.len();
         Ok(RunReader {
-            reader: BufReader::new(f),
-            what: file.path.display().to_string(),
+            chunks: ChunkReader::from_stream(
+                BufReader::new(f),
+                len,
+                file.path.display().to_string(),
+            ),
             buffer: Vec::new().into_iter(),
             _file: file,
         })
@@ -187,19 +190,10 @@ impl<T: Data> RunReader<T> {
             if let Some(r) = self.buffer.next() {
                 return Ok(Some(r));
             }
-            let mut len = [0u8; 4];
-            match self.reader.read_exact(&mut len) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-                Err(e) => return Err(EmberError::io(&self.what, "read spill file", e)),
+            match self.chunks.next_chunk()? {
+                Some(records) => self.buffer = records.into_iter(),
+                None => return Ok(None),
             }
-            let mut block = vec![0u8; u32::from_le_bytes(len) as usize];
-            self.reader
-                .read_exact(&mut block)
-                .map_err(|e| EmberError::io(&self.what, "read spill file", e))?;
-            let records: Vec<T> =
-                codec::decode(&decompress_block(&block, &self.what)?, &self.what)?;
-            self.buffer = records.into_iter();
         }
     }
 }

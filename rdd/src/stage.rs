@@ -7,20 +7,17 @@
 
 use crate::node::{Decoded, Dependency, RddNode, ShippedBody};
 use crate::task::{BlockLocation, TaskRoot};
+// The driver's view of a root lives beside the lineage nodes, a decoded
+// stage beside the task runner that uses it; re-exported for the
+// scheduler and the executor.
+pub use crate::node::StageRoot;
+pub use crate::task::DecodedStage;
 use ember_core::{EmberError, RddId, Result, ShuffleId};
 use ember_shuffle::MapStatus;
 use ember_storage::BlockId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// The driver's view of a stage root.
-pub trait StageRoot: Send + Sync {
-    /// The RDD whose partitions the stage's tasks compute.
-    fn parent(&self) -> Arc<dyn RddNode>;
-    /// The root's own state and decoder.
-    fn ship(&self) -> Result<ShippedBody>;
-}
 
 /// One node of a shipped stage.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -42,16 +39,6 @@ pub struct StageBlob {
     pub shuffle_inputs: HashMap<ShuffleId, Vec<MapStatus>>,
     /// Partitions of RDDs the stage caches that other executors hold.
     pub cached_blocks: Vec<(BlockId, BlockLocation)>,
-}
-
-/// A stage rebuilt on an executor, reused by all its tasks there.
-pub struct DecodedStage {
-    /// What each task runs.
-    pub root: Arc<dyn TaskRoot>,
-    /// Map output locations of the shuffles the stage reads.
-    pub shuffle_inputs: Arc<HashMap<ShuffleId, Vec<MapStatus>>>,
-    /// Where cached partitions of the stage's RDDs live.
-    pub cached_elsewhere: Arc<HashMap<BlockId, BlockLocation>>,
 }
 
 /// The narrow parents of `node`.

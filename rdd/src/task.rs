@@ -2,8 +2,6 @@
 //! executor it runs on, and turning panics and errors into results.
 
 use crate::accumulator;
-use crate::node::BoxIter;
-use crate::stage::DecodedStage;
 use ember_core::{AccumulatorId, EmberError, ExecutorId, Result, ShuffleId, StageId, TaskId};
 use ember_shuffle::{MapStatus, ShuffleFiles};
 use ember_storage::{BlockId, BlockManager};
@@ -185,6 +183,16 @@ pub struct TaskDescription {
     pub attempt: usize,
 }
 
+/// A stage rebuilt on an executor, reused by all its tasks there.
+pub struct DecodedStage {
+    /// What each task runs.
+    pub root: Arc<dyn TaskRoot>,
+    /// Map output locations of the shuffles the stage reads.
+    pub shuffle_inputs: Arc<HashMap<ShuffleId, Vec<MapStatus>>>,
+    /// Where cached partitions of the stage's RDDs live.
+    pub cached_elsewhere: Arc<HashMap<BlockId, BlockLocation>>,
+}
+
 /// Runs one task of a decoded stage on `env`, catching panics: a panic's
 /// message becomes the failure, and an [`EmberError`] thrown with
 /// [`throw`] (how iterators report I/O and fetch failures)
@@ -258,9 +266,4 @@ pub fn throw(err: EmberError) -> ! {
     // resume_unwind skips the panic hook: a thrown error is a task failure
     // the runner reports, not a bug, so no "panicked at" text or backtrace.
     std::panic::resume_unwind(Box::new(err))
-}
-
-/// Unwraps each `Result` record, failing the task on the first error.
-pub fn unwrap_records<T: 'static>(it: impl Iterator<Item = Result<T>> + 'static) -> BoxIter<T> {
-    Box::new(it.map(|r| r.unwrap_or_else(|e| throw(e))))
 }

@@ -1,121 +1,12 @@
-//! The on-disk layout of map outputs and the chunk format of segments.
+//! The on-disk layout of map outputs: one data file of segments (one
+//! per reduce partition, each a run of chunks, see `chunks.rs`) and one
+//! index file of their offsets per map task.
 
-use ember_core::codec::{self, compress_block, decompress_block};
+use crate::chunks::ChunkReader;
 use ember_core::{EmberError, Result, ShuffleId};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-/// A chunk is cut once this many encoded bytes accumulate.
-const CHUNK_BYTES: usize = 1 << 20;
-
-/// Room kept at the front of the encoded records for the array header
-/// written when the chunk is cut (at most 5 bytes).
-const HEADER_ROOM: usize = 5;
-
-/// Serializes records of one reduce partition into compressed chunks.
-/// Records are encoded as they arrive, so what the writer holds is bytes
-/// it can count exactly, not records whose size it would have to guess.
-pub struct ChunkWriter<T> {
-    /// `HEADER_ROOM` bytes, then the encoded records of the open chunk.
-    pending: Vec<u8>,
-    pending_records: u32,
-    out: Vec<u8>,
-    _records: std::marker::PhantomData<fn(T)>,
-}
-
-impl<T: Serialize> Default for ChunkWriter<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T: Serialize> ChunkWriter<T> {
-    /// An empty writer.
-    pub fn new() -> Self {
-        ChunkWriter {
-            pending: Vec::new(),
-            pending_records: 0,
-            out: Vec::new(),
-            _records: std::marker::PhantomData,
-        }
-    }
-
-    /// Adds a record.
-    pub fn push(&mut self, record: &T) -> Result<()> {
-        if self.pending.is_empty() {
-            self.pending.resize(HEADER_ROOM, 0);
-        }
-        codec::encode_into(&mut self.pending, record)?;
-        self.pending_records += 1;
-        if self.pending.len() >= CHUNK_BYTES {
-            self.flush();
-        }
-        Ok(())
-    }
-
-    /// Memory the writer holds: the open chunk and the finished ones.
-    pub fn memory_bytes(&self) -> usize {
-        self.pending.capacity() + self.out.capacity()
-    }
-
-    fn flush(&mut self) {
-        if self.pending_records == 0 {
-            return;
-        }
-        let (header, len) = codec::seq_header(self.pending_records);
-        let start = HEADER_ROOM - len;
-        self.pending[start..HEADER_ROOM].copy_from_slice(&header[..len]);
-        let block = compress_block(&self.pending[start..]);
-        self.out
-            .extend_from_slice(&(block.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(&block);
-        self.pending.clear();
-        self.pending_records = 0;
-    }
-
-    /// The chunks cut so far (the open one stays), for writers that
-    /// stream chunks to a file as they are made.
-    pub fn take_finished(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.out)
-    }
-
-    /// The chunks so far, the open one cut; the writer is left empty and
-    /// holding no memory (how a spilling map task empties its buffers).
-    pub fn take_chunks(&mut self) -> Vec<u8> {
-        self.flush();
-        self.pending = Vec::new();
-        std::mem::take(&mut self.out)
-    }
-
-    /// The segment bytes: every chunk, in order.
-    pub fn finish(mut self) -> Vec<u8> {
-        self.take_chunks()
-    }
-}
-
-/// Decodes every record of a segment; `what` names it for errors.
-pub fn segment_records<T: DeserializeOwned>(segment: &[u8], what: &str) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    let mut rest = segment;
-    while !rest.is_empty() {
-        if rest.len() < 4 {
-            return Err(EmberError::codec(what, "truncated chunk header"));
-        }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        rest = &rest[4..];
-        if rest.len() < len {
-            return Err(EmberError::codec(what, "truncated chunk"));
-        }
-        let raw = decompress_block(&rest[..len], what)?;
-        let mut records: Vec<T> = codec::decode(&raw, what)?;
-        out.append(&mut records);
-        rest = &rest[len..];
-    }
-    Ok(out)
-}
 
 /// The shuffle files of one executor, under its local folder.
 #[derive(Clone, Debug)]
@@ -220,17 +111,19 @@ impl ShuffleFiles {
         shuffle: ShuffleId,
         map: usize,
         reduce: usize,
-    ) -> Result<SegmentReader> {
+    ) -> Result<ChunkReader<'static>> {
         let index = self.index_path(shuffle, map);
         let data = self.data_path(shuffle, map);
         let (start, end) = segment_range(&index, reduce)?;
         let mut f = File::open(&data).map_err(|e| EmberError::io(&data, "open", e))?;
         f.seek(SeekFrom::Start(start))
             .map_err(|e| EmberError::io(&data, "read", e))?;
-        Ok(SegmentReader {
-            inner: std::io::BufReader::with_capacity(1 << 16, f).take(end - start),
-            path: data,
-        })
+        let what = data.display().to_string();
+        Ok(ChunkReader::from_stream(
+            std::io::BufReader::with_capacity(1 << 16, f),
+            end - start,
+            what,
+        ))
     }
 
     /// Deletes the files of `shuffle`.
@@ -274,42 +167,6 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// One reduce partition's segment of a map output on local disk, read a
-/// chunk at a time (so a reducer holds one chunk of it, not all of it).
-pub struct SegmentReader {
-    inner: std::io::Take<std::io::BufReader<File>>,
-    path: PathBuf,
-}
-
-impl SegmentReader {
-    /// The next chunk's checksummed lz4 block, or `None` at the end of
-    /// the segment.
-    pub fn next_block(&mut self) -> Result<Option<Vec<u8>>> {
-        if self.inner.limit() == 0 {
-            return Ok(None);
-        }
-        let read_err = |e| EmberError::io(&self.path, "read", e);
-        let mut len = [0u8; 4];
-        if self.inner.limit() < 4 {
-            return Err(EmberError::codec(
-                self.path.display().to_string(),
-                "truncated chunk header",
-            ));
-        }
-        self.inner.read_exact(&mut len).map_err(read_err)?;
-        let len = u32::from_le_bytes(len) as u64;
-        if len > self.inner.limit() {
-            return Err(EmberError::codec(
-                self.path.display().to_string(),
-                "truncated chunk",
-            ));
-        }
-        let mut block = vec![0u8; len as usize];
-        self.inner.read_exact(&mut block).map_err(read_err)?;
-        Ok(Some(block))
-    }
-}
-
 /// The byte range of reduce partition `reduce`'s segment, from an index
 /// file.
 fn segment_range(index: &Path, reduce: usize) -> Result<(u64, u64)> {
@@ -343,6 +200,7 @@ pub fn read_segment(index: &Path, data: &Path, reduce: usize) -> Result<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunks::{segment_records, ChunkWriter};
 
     #[test]
     fn map_outputs_round_trip_per_reduce_partition() {
@@ -363,14 +221,13 @@ mod tests {
             let recs: Vec<(u32, u32)> = segment_records(&seg, "t").unwrap();
             assert_eq!(recs.len(), (r * 1000) as usize);
             assert!(recs.iter().all(|(k, _)| *k == r));
-            // Read chunk by chunk, the segment is the same bytes.
+            // Read chunk by chunk from the file, the same records.
             let mut reader = files.open_segment(ShuffleId(1), 0, r as usize).unwrap();
-            let mut chunked = Vec::new();
-            while let Some(block) = reader.next_block().unwrap() {
-                chunked.extend_from_slice(&(block.len() as u32).to_le_bytes());
-                chunked.extend_from_slice(&block);
+            let mut chunked: Vec<(u32, u32)> = Vec::new();
+            while let Some(mut chunk) = reader.next_chunk().unwrap() {
+                chunked.append(&mut chunk);
             }
-            assert_eq!(chunked, seg);
+            assert_eq!(chunked, recs);
         }
         files.remove_shuffle(ShuffleId(1));
         assert!(files.read_segment(ShuffleId(1), 0, 0).is_err());
@@ -433,18 +290,5 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("disk full"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn a_corrupted_segment_is_an_error_not_data() {
-        let mut w = ChunkWriter::new();
-        for i in 0..100u64 {
-            w.push(&i).unwrap();
-        }
-        let mut seg = w.finish();
-        let n = seg.len();
-        seg[n / 2] ^= 1;
-        assert!(segment_records::<u64>(&seg, "t").is_err());
-        assert!(segment_records::<u64>(&seg[..n - 2], "t").is_err());
     }
 }

@@ -6,8 +6,10 @@
 //! ask the executor that wrote it. The driver's [`MapOutputTracker`] knows
 //! where every map output is.
 
+pub mod chunks;
 pub mod files;
 pub mod tracker;
 
-pub use files::{read_segment, segment_records, ChunkWriter, SegmentReader, ShuffleFiles};
+pub use chunks::{segment_records, ChunkReader, ChunkWriter};
+pub use files::{read_segment, ShuffleFiles};
 pub use tracker::{MapOutputTracker, MapStatus};
