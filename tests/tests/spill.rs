@@ -2,6 +2,7 @@
 //! still give the right answer.
 
 use ember_driver::prelude::*;
+use ember_driver::rdd::task::TaskMetrics;
 
 fn small_memory(master: &str) -> Context {
     // 64 MiB per executor leaves about 10 MiB for execution and storage.
@@ -159,18 +160,15 @@ fn files_named(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
     found
 }
 
+/// A reduce partition's index, record count and hash of its records.
+type Digest = (usize, u64, u64);
+
 /// Per reduce partition: its index, record count, and a hash of its
 /// records in the order they arrive (map order, then each map task's
 /// order), so a reordering, loss or duplicate changes it. Also returns
 /// the digested RDD: while it lives, its shuffle's map outputs are kept
 /// (the cleaner removes them once it is dropped).
-fn shuffle_digest(
-    ctx: &Context,
-) -> (
-    Vec<(usize, u64, u64)>,
-    ember_driver::rdd::task::TaskMetrics,
-    Rdd<(usize, u64, u64)>,
-) {
+fn shuffle_digest(ctx: &Context) -> (Vec<Digest>, TaskMetrics, Rdd<Digest>) {
     let digested = ctx
         .range(0, 2_000_000, 1, 4)
         .unwrap()
