@@ -591,12 +591,12 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # fn main() -> ember_driver::Result<()> {
     /// # let ctx = Context::new("local[2]")?;
     /// let by_id = Partitioner::Hash(2);
-    /// let names = ctx.parallelize(vec![(1u32, "ann"), (2, "bo")], 2)?.partition_by(by_id.clone());
+    /// let names = ctx.parallelize(vec![(1u32, 'a'), (2, 'b')], 2)?.partition_by(by_id.clone());
     /// let ages = ctx.parallelize(vec![(1u32, 31u8), (2, 42)], 2)?.partition_by(by_id);
     /// // Both sides are placed alike: the join reads them where they are.
     /// let mut joined = names.join(&ages).collect()?;
     /// joined.sort();
-    /// assert_eq!(joined, vec![(1, ("ann", 31)), (2, ("bo", 42))]);
+    /// assert_eq!(joined, vec![(1, ('a', 31)), (2, ('b', 42))]);
     /// # Ok(())
     /// # }
     /// ```
