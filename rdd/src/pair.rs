@@ -142,7 +142,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// Spark's `combineByKey` with an environment: values combined per key
     /// on the map side (`create`, `merge_value`), shuffled into
-    /// `partitions` hash partitions, and merged (`merge_combiners`).
+    /// `partitions` hash partitions, and merged (`merge_combiners`); an
+    /// RDD already placed that way is combined in place, with no shuffle.
     pub fn combine_by_key_with<C: Data, E: Env + Clone, F1, F2, F3>(
         &self,
         env: E,

@@ -1,6 +1,8 @@
 //! Set operations on records and keys (`intersection`, `subtract`,
-//! `subtract_by_key`) and co-groups of three and four pair RDDs. Each is
-//! one shuffle: the inputs are tagged by side, unioned, and grouped by key.
+//! `subtract_by_key`) and co-groups of three and four pair RDDs. The set
+//! operations are two-way co-groups (each side placed by a hash
+//! partitioner, see `pair.rs`); the n-way co-groups are one shuffle: the
+//! inputs are tagged by side, unioned, and grouped by key.
 
 use crate::rdd::Rdd;
 use crate::shuffled::Key;
@@ -67,7 +69,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// Spark's `subtractByKey`: the pairs here whose key does not occur in
     /// `other`, duplicates kept, in as many hash partitions as this RDD
     /// has. Spark streams `other`'s keys into a map per partition and
-    /// filters; here both sides go through one co-group shuffle.
+    /// filters; here both sides are co-grouped (a side already placed
+    /// that way is not shuffled).
     pub fn subtract_by_key<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, V)> {
         self.cogroup_into(other, self.num_partitions().max(1))
             .flat_map_values(
