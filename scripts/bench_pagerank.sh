@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # PageRank benchmark, one go, same machine, same edge list: Spark's
-# SparkPageRank (10 iterations) in Ember local[2] (examples/benches/
-# pagerank.rs), in PySpark local[2] (scripts/bench_pagerank_spark.py, Spark's
-# pagerank.py job), and as a single-threaded Rust loop over arrays, the
-# "COST" baseline (examples/benches/pagerank_cost.rs). Builds the benches
+# SparkPageRank (10 iterations) in Ember local[2]
+# (examples/benches/pagerank_ember.rs), in PySpark local[2]
+# (scripts/bench_pagerank_spark.py, Spark's pagerank.py job), and as a
+# single-threaded Rust loop over arrays, the "COST" baseline
+# (examples/benches/pagerank_cost.rs). Builds the benches
 # in release, generates the edge list once into the data folder (reused
 # when present), runs the three, checks that their results agree (pages
 # ranked equal, rank sums within 1e-6 relative, the same ten top pages
@@ -65,10 +66,10 @@ mkdir -p "$OUT" "$DATA"
 cd "$REPO"
 
 echo "== building the benches (release)" >&2
-cargo bench -p ember-examples --bench pagerank --bench pagerank_cost --no-run >&2
+cargo bench -p ember-examples --bench pagerank_ember --bench pagerank_cost --no-run >&2
 
 echo "== edge list" >&2
-EDGE_FILE="$(cargo bench -q -p ember-examples --bench pagerank -- \
+EDGE_FILE="$(cargo bench -q -p ember-examples --bench pagerank_ember -- \
     --generate-only --data "$DATA" --edges "$EDGES" --nodes "$NODES")"
 
 LOAD_BEFORE="$(cat /proc/loadavg)"
@@ -79,7 +80,7 @@ cargo bench -q -p ember-examples --bench pagerank_cost -- "$EDGE_FILE" \
     --iterations "$ITERATIONS" --reps "$REPS" --json "$OUT/pagerank-cost.json" >/dev/null
 
 echo "== Ember" >&2
-cargo bench -q -p ember-examples --bench pagerank -- \
+cargo bench -q -p ember-examples --bench pagerank_ember -- \
     --data "$DATA" --edges "$EDGES" --nodes "$NODES" --iterations "$ITERATIONS" \
     --reps "$REPS" --json "$OUT/pagerank-ember.json" "${EMBER_EXTRA[@]}" >/dev/null
 LOAD_MID="$(cat /proc/loadavg)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PySpark side of the PageRank benchmark (see examples/benches/pagerank.rs).
+"""PySpark side of the PageRank benchmark (see examples/benches/pagerank_ember.rs).
 
 Runs Spark's own ``examples/src/main/python/pagerank.py`` job, unchanged in
 substance, in Spark ``local[2]`` on the edge list the Ember bench generated:

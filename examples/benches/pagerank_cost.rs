@@ -1,7 +1,7 @@
 //! PageRank benchmark, the "COST" baseline (McSherry, Isard and Murray,
 //! *Scalability! But at what COST?*, HotOS 2015): one thread, no engine,
 //! the edge list read into arrays (compressed sparse rows) and the same
-//! iterations as Spark's `SparkPageRank` (see `benches/pagerank.rs`), so
+//! iterations as Spark's `SparkPageRank` (see `benches/pagerank_ember.rs`), so
 //! the engine has to beat a plain loop on the same machine to earn its
 //! parallelism. `scripts/bench_pagerank.sh` runs it beside Ember and
 //! PySpark on the same file.

@@ -26,7 +26,7 @@
 //! report (seconds per stage, summed task time, shuffle volume) to show
 //! where the time goes.
 //!
-//! Usage: `cargo bench -p ember-examples --bench pagerank -- [--quick]
+//! Usage: `cargo bench -p ember-examples --bench pagerank_ember -- [--quick]
 //! [--data DIR] [--edges N] [--nodes N] [--seed N] [--master URL]
 //! [--partitions N] [--iterations N] [--reps N] [--json FILE]
 //! [--generate-only]`.
