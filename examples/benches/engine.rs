@@ -28,6 +28,7 @@
 use clap::Parser;
 use ember_driver::prelude::*;
 use ember_driver::Result;
+use ember_examples::bench_input::SplitMix64;
 use ember_examples::words;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -116,31 +117,6 @@ impl Cli {
 
 // ---------------------------------------------------------------------------
 // Deterministic input generation
-
-/// SplitMix64: a tiny seeded generator whose output is fixed forever (no
-/// dependence on a library's algorithm choice), so the text is the same on
-/// every machine and run.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `[0, n)`.
-    fn below(&mut self, n: u64) -> u64 {
-        ((self.next() as u128 * n as u128) >> 64) as u64
-    }
-}
 
 /// English letter frequencies (per mille, a..z), so words look plausible.
 const LETTER_FREQ: [u32; 26] = [

@@ -1,6 +1,7 @@
 //! Shared pieces of the example driver programs, and the neuroscience
 //! pipeline ([`neuro`]) behind the `neuro` binary.
 
+pub mod bench_input;
 pub mod neuro;
 pub mod phantom;
 pub mod steps;
