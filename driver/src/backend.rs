@@ -6,7 +6,7 @@ use crate::master_url::MasterUrl;
 use crossbeam::channel::Sender;
 use ember_core::codec::{recv, send};
 use ember_core::conf::usable_memory;
-use ember_core::{BroadcastId, BuildId, EmberError, ExecutorId, RddId, Result, ShuffleId};
+use ember_core::{BroadcastId, BuildId, EmberError, ExecutorId, RddId, Result, ShuffleId, TaskId};
 use ember_executor::protocol::{env_vars, DriverMessage, ExecutorMessage};
 use ember_executor::Executor;
 // Standalone mode and authentication (the seam: `Cluster::standalone`).
@@ -174,6 +174,9 @@ impl ExecutorEndpoint for LocalEndpoint {
         self.executor.launch(desc);
         Ok(())
     }
+    fn kill_task(&self, task: TaskId) {
+        self.executor.kill_task(task);
+    }
     fn forget_stage(&self, blob: u64) {
         self.executor.forget_stage(blob);
     }
@@ -218,6 +221,9 @@ impl ExecutorEndpoint for RemoteEndpoint {
     }
     fn launch(&self, desc: TaskDescription) -> Result<()> {
         self.send(&DriverMessage::Launch(desc))
+    }
+    fn kill_task(&self, task: TaskId) {
+        let _ = self.send(&DriverMessage::KillTask(task));
     }
     fn forget_stage(&self, blob: u64) {
         let _ = self.send(&DriverMessage::ForgetStage(blob));
