@@ -64,7 +64,10 @@ impl Backend {
                     fetcher: None,
                 });
                 let sink = Arc::new(move |task, result| {
-                    let _ = events.send(Event::TaskEnded { task, result });
+                    let _ = events.send(Event::TaskEnded {
+                        task,
+                        result: Box::new(result),
+                    });
                 });
                 let executor = Executor::start(env, *threads, sink);
                 let endpoint: Arc<dyn ExecutorEndpoint> = Arc::new(LocalEndpoint {
@@ -667,7 +670,10 @@ fn read_executor(
         }
         match msg {
             ExecutorMessage::Status(task, result) => {
-                let _ = cluster.events.send(Event::TaskEnded { task, result });
+                let _ = cluster.events.send(Event::TaskEnded {
+                    task,
+                    result: Box::new(result),
+                });
             }
             ExecutorMessage::GetBroadcast(bid) => {
                 let bytes = cluster

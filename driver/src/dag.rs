@@ -470,7 +470,7 @@ impl DagScheduler {
                 let owner = self.task_jobs.remove(&task);
                 match owner.and_then(|j| self.jobs.remove(&j)) {
                     Some(mut job) => {
-                        let outcome = self.task_ended(&mut job, task, result);
+                        let outcome = self.task_ended(&mut job, task, *result);
                         self.settle(job, outcome);
                     }
                     None => {

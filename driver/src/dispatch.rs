@@ -15,8 +15,8 @@ pub enum Event {
     TaskEnded {
         /// The task.
         task: TaskId,
-        /// Its result.
-        result: TaskResult,
+        /// Its result (boxed: it is most of the event's size).
+        result: Box<TaskResult>,
     },
     /// An executor registered after the context started (a replacement).
     ExecutorAdded(Arc<dyn ExecutorEndpoint>),
