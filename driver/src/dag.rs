@@ -50,7 +50,7 @@
 //! - job reports: one small record per job, kept for the context's life.
 //!
 //! Checklist for a new piece of state: say above who clears it and when;
-//! a job's part must go in [`DagScheduler::finish`], whatever the outcome.
+//! a job's part must go in `DagScheduler::finish`, whatever the outcome.
 
 use crate::dispatch::{Dispatcher, Event};
 use crate::progress::{ProgressBar, StageProgress};
