@@ -54,13 +54,14 @@ fn jobs_of_two_threads_run_at_the_same_time_on_local_4() {
             let ctx = ctx.clone();
             std::thread::spawn(move || {
                 ctx.set_job_group(group, &format!("job {group}"));
-                // 2 tasks of 4 records: 200 ms each.
-                ctx.range(0, 8, 1, 2).unwrap().map(slow).count().unwrap()
+                // 2 tasks of 8 records: 400 ms each, time enough for the
+                // other thread to submit its job on a busy machine.
+                ctx.range(0, 16, 1, 2).unwrap().map(slow).count().unwrap()
             })
         })
         .collect();
     for t in threads {
-        assert_eq!(t.join().unwrap(), 8);
+        assert_eq!(t.join().unwrap(), 16);
     }
     let (a, b) = (report_of(&ctx, "a").metrics, report_of(&ctx, "b").metrics);
     for m in [&a, &b] {
