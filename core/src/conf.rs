@@ -43,6 +43,10 @@ pub mod keys {
     /// handle refers to them (default true; Spark's
     /// `spark.cleaner.referenceTracking`).
     pub const CLEANER_REFERENCE_TRACKING: &str = "ember.cleaner.referenceTracking";
+    /// Whether Ctrl-C (SIGINT) in a driver program cancels its jobs,
+    /// stops its contexts and exits with code 130 (default true; false
+    /// leaves SIGINT to the program).
+    pub const DRIVER_INTERRUPT_HANDLER: &str = "ember.driver.interruptHandler";
 }
 
 /// Configuration of one application: string keys to string values.

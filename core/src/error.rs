@@ -98,6 +98,10 @@ pub enum EmberError {
         /// The driver's build id.
         driver_build: String,
     },
+    /// The job was cancelled (its job group, every job, its async
+    /// action's handle, or Ctrl-C) before it finished.
+    #[error("{0}")]
+    Cancelled(String),
     /// A connection or protocol failure.
     #[error("network: {0}")]
     Network(String),

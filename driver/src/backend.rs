@@ -6,7 +6,7 @@ use crate::master_url::MasterUrl;
 use crossbeam::channel::Sender;
 use ember_core::codec::{recv, send};
 use ember_core::conf::usable_memory;
-use ember_core::{BroadcastId, BuildId, EmberError, ExecutorId, RddId, Result, ShuffleId};
+use ember_core::{BroadcastId, BuildId, EmberError, ExecutorId, RddId, Result, ShuffleId, TaskId};
 use ember_executor::protocol::{env_vars, DriverMessage, ExecutorMessage};
 use ember_executor::Executor;
 // Standalone mode and authentication (the seam: `Cluster::standalone`).
@@ -64,7 +64,10 @@ impl Backend {
                     fetcher: None,
                 });
                 let sink = Arc::new(move |task, result| {
-                    let _ = events.send(Event::TaskEnded { task, result });
+                    let _ = events.send(Event::TaskEnded {
+                        task,
+                        result: Box::new(result),
+                    });
                 });
                 let executor = Executor::start(env, *threads, sink);
                 let endpoint: Arc<dyn ExecutorEndpoint> = Arc::new(LocalEndpoint {
@@ -174,6 +177,9 @@ impl ExecutorEndpoint for LocalEndpoint {
         self.executor.launch(desc);
         Ok(())
     }
+    fn kill_task(&self, task: TaskId) {
+        self.executor.kill_task(task);
+    }
     fn forget_stage(&self, blob: u64) {
         self.executor.forget_stage(blob);
     }
@@ -218,6 +224,9 @@ impl ExecutorEndpoint for RemoteEndpoint {
     }
     fn launch(&self, desc: TaskDescription) -> Result<()> {
         self.send(&DriverMessage::Launch(desc))
+    }
+    fn kill_task(&self, task: TaskId) {
+        let _ = self.send(&DriverMessage::KillTask(task));
     }
     fn forget_stage(&self, blob: u64) {
         let _ = self.send(&DriverMessage::ForgetStage(blob));
@@ -661,7 +670,10 @@ fn read_executor(
         }
         match msg {
             ExecutorMessage::Status(task, result) => {
-                let _ = cluster.events.send(Event::TaskEnded { task, result });
+                let _ = cluster.events.send(Event::TaskEnded {
+                    task,
+                    result: Box::new(result),
+                });
             }
             ExecutorMessage::GetBroadcast(bid) => {
                 let bytes = cluster

@@ -3,15 +3,16 @@
 //! and runs the jobs RDD actions submit.
 
 use crate::backend::{Backend, BroadcastStore, ClusterSettings};
-use crate::dag::{DagScheduler, JobReport};
-use crate::dispatch::Dispatcher;
+use crate::dag::{DagScheduler, JobReport, JobSpec};
+use crate::dispatch::{Dispatcher, Event};
 use crate::master_url::MasterUrl;
-use crossbeam::channel::{unbounded, Receiver, Sender};
+use crossbeam::channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use ember_core::conf::keys;
 use ember_core::{BroadcastId, Data, EmberConf, EmberError, RddId, Result, ShuffleId};
 use ember_rdd::accumulator::{AccumValue, Accumulator};
 use ember_rdd::broadcast::Broadcast;
 use ember_rdd::cleanup::Cleanup;
+use ember_rdd::job_info;
 use ember_rdd::node::Compute;
 use ember_rdd::object_file::ObjectFileNode;
 use ember_rdd::sources::{
@@ -91,9 +92,10 @@ pub struct ContextInner {
     cleaner: Option<(Sender<Cleanup>, Receiver<Cleanup>)>,
 }
 
-/// The parts of a context the cleaner thread uses. The thread holds these,
-/// never the context itself, so the context is still dropped (and stopped:
-/// executors ended, event log finished) where its last handle goes.
+/// The parts of a context the cleaner and scheduler threads use. They
+/// hold these, never the context itself, so the context is still dropped
+/// (and stopped: executors ended, event log finished) where its last
+/// handle goes.
 struct Shared {
     scheduler: Mutex<DagScheduler>,
     broadcasts: BroadcastStore,
@@ -247,7 +249,7 @@ impl Context {
             let _unreachable = dispatcher.add_executor(ep.clone());
         }
         let mut scheduler =
-            DagScheduler::new(dispatcher, rx, max_failures, show_progress, executor_wait);
+            DagScheduler::new(dispatcher, max_failures, show_progress, executor_wait);
         scheduler.set_show_summary(show_summary);
         let cleaner = conf
             .get_bool(keys::CLEANER_REFERENCE_TRACKING, true)?
@@ -286,6 +288,14 @@ impl Context {
                 .set_listener(listener);
         }
         let inner = Arc::new(inner);
+        let shared = inner.shared.clone();
+        std::thread::Builder::new()
+            .name("ember-scheduler".into())
+            .spawn(move || run_scheduler(&shared, rx))
+            .map_err(|e| EmberError::Other(format!("cannot start the scheduler thread: {e}")))?;
+        if inner.conf.get_bool(keys::DRIVER_INTERRUPT_HANDLER, true)? {
+            crate::interrupt::watch(Arc::downgrade(&inner));
+        }
         if let Some((_, rx)) = &inner.cleaner {
             let (shared, rx) = (inner.shared.clone(), rx.clone());
             std::thread::Builder::new()
@@ -503,6 +513,82 @@ impl Context {
         Accumulator::new(initial)
     }
 
+    /// Puts the jobs this thread starts from now on in group `id`, shown
+    /// as `description` (Spark's `setJobGroup`): [`cancel_job_group`]
+    /// cancels them together. Per thread, like Spark's local properties;
+    /// async actions started on this thread inherit it.
+    ///
+    /// [`cancel_job_group`]: Context::cancel_job_group
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// ctx.set_job_group("nightly", "count the nightly records");
+    /// ctx.range(0, 10, 1, 2)?.count()?;
+    /// let report = ctx.job_reports().pop().unwrap();
+    /// assert_eq!(report.description, "count the nightly records");
+    /// assert_eq!(report.group.as_deref(), Some("nightly"));
+    /// ctx.clear_job_group();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_job_group(&self, id: &str, description: &str) {
+        job_info::set_properties(job_info::JobProperties {
+            group: Some(id.to_string()),
+            description: Some(description.to_string()),
+            ..job_info::properties()
+        });
+    }
+
+    /// Takes this thread's next jobs out of their job group: they are
+    /// named by their actions' call sites again.
+    pub fn clear_job_group(&self) {
+        job_info::set_properties(job_info::JobProperties {
+            group: None,
+            description: None,
+            ..job_info::properties()
+        });
+    }
+
+    /// Cancels the running jobs of group `id` (from any thread): each
+    /// returns [`EmberError::Cancelled`] at once, and its tasks stop at
+    /// their next record. Returns how many jobs were cancelled.
+    ///
+    /// ```
+    /// # use ember_driver::prelude::*;
+    /// # fn main() -> ember_driver::Result<()> {
+    /// # let ctx = Context::new("local[2]")?;
+    /// let slow = ctx.range(0, 1_000_000, 1, 2)?.map(|x| {
+    ///     std::thread::sleep(std::time::Duration::from_millis(1));
+    ///     x
+    /// });
+    /// let worker = ctx.clone();
+    /// let job = std::thread::spawn(move || {
+    ///     worker.set_job_group("slow", "a job that takes too long");
+    ///     slow.count()
+    /// });
+    /// while ctx.cancel_job_group("slow") == 0 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(10));
+    /// }
+    /// assert!(matches!(job.join().unwrap(), Err(EmberError::Cancelled(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cancel_job_group(&self, id: &str) -> usize {
+        self.inner.shared.cancel(
+            |_, spec| spec.group.as_deref() == Some(id),
+            &format!("its job group {id:?} was cancelled"),
+        )
+    }
+
+    /// Cancels every running job (see [`cancel_job_group`]).
+    ///
+    /// [`cancel_job_group`]: Context::cancel_job_group
+    pub fn cancel_all_jobs(&self) -> usize {
+        self.inner.cancel_all("every job was cancelled")
+    }
+
     /// What every job so far did (stages run and skipped, tasks).
     ///
     /// ```
@@ -552,10 +638,31 @@ impl Context {
     }
 }
 
+/// The scheduler's event loop (Spark's DAGSchedulerEventProcessLoop): feeds
+/// executor events to the scheduler one at a time, holding its lock only
+/// while it reacts, and lets it check for lost executors now and then.
+/// Ends when the context stops.
+fn run_scheduler(shared: &Shared, events: Receiver<Event>) {
+    const TICK: Duration = Duration::from_millis(100);
+    while !shared.stopped.load(Ordering::SeqCst) {
+        let event = events.recv_timeout(TICK);
+        let mut sched = shared.scheduler.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Ok(event) => sched.handle(event),
+            Err(RecvTimeoutError::Timeout) => sched.tick(),
+            Err(RecvTimeoutError::Disconnected) => {
+                sched.cancel_jobs(|_, _| true, "the executors' event channel closed");
+                return;
+            }
+        }
+    }
+}
+
 /// The cleaner thread (Spark's ContextCleaner): removes what dropped
-/// handles queued, one item at a time, while the context lives. It waits
-/// for a running job to release the scheduler, so it never blocks one;
-/// a job about to start takes over whatever is still queued.
+/// handles queued, one item at a time, while the context lives. It holds
+/// the scheduler's lock only briefly, as jobs do; a job about to start
+/// takes over whatever is still queued. A dropped shuffle or RDD is no
+/// running job's: a job holds its whole lineage until it ends.
 fn run_cleaner(shared: &Shared, queue: Receiver<Cleanup>) {
     // Ends when the context, which holds the queue's sender, is dropped.
     for what in queue.iter() {
@@ -564,6 +671,14 @@ fn run_cleaner(shared: &Shared, queue: Receiver<Cleanup>) {
 }
 
 impl Shared {
+    /// Cancels the running jobs `which` selects; returns how many.
+    fn cancel(&self, which: impl Fn(ember_core::JobId, &JobSpec) -> bool, why: &str) -> usize {
+        self.scheduler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cancel_jobs(which, why)
+    }
+
     /// Removes `what` everywhere: the scheduler's records and the
     /// executors' files, blocks and copies.
     fn clean(&self, what: Cleanup) {
@@ -610,8 +725,16 @@ impl Shared {
 }
 
 impl ContextInner {
-    fn stop(&self) {
-        self.shared.stopped.store(true, Ordering::Relaxed);
+    /// Cancels every running job.
+    pub(crate) fn cancel_all(&self, why: &str) -> usize {
+        self.shared.cancel(|_, _| true, why)
+    }
+
+    pub(crate) fn stop(&self) {
+        if self.shared.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.cancel_all("the context was stopped");
         self.shared.observers.end();
         self.backend
             .lock()
@@ -649,11 +772,51 @@ impl JobRunner for ContextInner {
                 self.shared.clean(what);
             }
         }
-        self.shared
-            .scheduler
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .run_job(root, partitions)
+        let props = job_info::properties();
+        let spec = JobSpec {
+            description: props
+                .description
+                .clone()
+                .or_else(|| job_info::call_site().map(|s| s.to_string()))
+                .unwrap_or_else(|| "job".to_string()),
+            group: props.group.clone(),
+            cancel: props.cancel.clone(),
+        };
+        let (reply, outcome) = bounded(1);
+        {
+            let mut sched = self
+                .shared
+                .scheduler
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // Checked under the lock `stop` cancels under: no job slips in
+            // after it.
+            if self.shared.stopped.load(Ordering::SeqCst) {
+                return Err(EmberError::Other(format!(
+                    "{}: the context was stopped",
+                    spec.description
+                )));
+            }
+            sched.submit_job(root, partitions, spec, reply);
+        }
+        let outcome = outcome.recv().unwrap_or_else(|_| {
+            Err(EmberError::Other(
+                "the scheduler ended before the job did".into(),
+            ))
+        });
+        crate::interrupt::hold_if_interrupted();
+        outcome
+    }
+
+    fn cancel_flagged(&self) {
+        self.shared.cancel(
+            |_, spec| {
+                spec.cancel
+                    .as_ref()
+                    .is_some_and(|c| c.load(Ordering::SeqCst))
+            },
+            "its async action was cancelled",
+        );
     }
 
     fn unpersist(&self, rdd: RddId) {

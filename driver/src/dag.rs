@@ -4,9 +4,22 @@
 //! into stages at shuffle dependencies (narrow dependencies are pipelined
 //! inside one task), runs a stage once all the shuffles it reads are
 //! complete, and skips shuffle stages whose outputs an earlier job already
-//! produced. Everything happens on the thread that called the action: it
-//! reacts to one [`Event`] at a time, so the scheduler's state needs no
-//! locks and every path is a plain state transition.
+//! produced. The scheduler is a state machine: [`DagScheduler::submit_job`],
+//! [`DagScheduler::handle`] (one executor [`Event`]),
+//! [`DagScheduler::cancel_jobs`] and [`DagScheduler::tick`] are its only
+//! transitions, each short. The context runs them under one lock: an
+//! event-loop thread feeds it executor events, and an action's thread
+//! submits its job and then waits, unlocked, for the job's result on a
+//! channel. Jobs therefore run at the same time and share the executors,
+//! first in, first out: an earlier job's queued tasks start first.
+//!
+//! Concurrent jobs: a shuffle's map stage runs for one job at a time
+//! (`running_shuffles`); another job that needs it waits for it to
+//! complete, or runs it itself if the first job ends without completing
+//! it. Cancelling a job (its group, all jobs, its async handle) ends it at
+//! once with [`EmberError::Cancelled`], drops its queued tasks and asks the
+//! executors to kill its running ones, which stop at their next record;
+//! their slots are free when they report their end.
 //!
 //! Failures: a failed task is retried until it has failed
 //! `ember.task.maxFailures` times, then the job fails with the last error,
@@ -18,8 +31,15 @@
 //! [`MAX_FAILED_TASKS_PER_EXECUTOR`] tasks of a stage attempt failed gets
 //! none of its remaining tasks, as long as another executor is alive.
 //!
-//! What the scheduler keeps, and what clears it:
-//! - a job's stages, tasks and results: dropped when the job ends;
+//! What the scheduler keeps, and what clears it (all data structures are
+//! cleared when the jobs involving them end):
+//! - a job's stages, tasks and results, and the job of each of its tasks
+//!   (`jobs`, `task_jobs`) and running shuffle stages
+//!   (`running_shuffles`): dropped when the job ends, succeeded, failed or
+//!   cancelled; its tasks still running are killed, and their late ends
+//!   only free their slots;
+//! - tasks of other jobs lost with an executor while one job is handled
+//!   (`lost_elsewhere`): relaunched before the transition returns;
 //! - a shuffle's stage (`shuffle_stages`, holding its dependency weakly)
 //!   and map outputs (`tracker`): kept across jobs for reuse, removed by
 //!   [`DagScheduler::remove_shuffle`] when the context's cleaner learns
@@ -28,6 +48,9 @@
 //!   [`DagScheduler::forget_cached`] on `unpersist` or when the persisted
 //!   RDD is dropped, and per executor when one is lost;
 //! - job reports: one small record per job, kept for the context's life.
+//!
+//! Checklist for a new piece of state: say above who clears it and when;
+//! a job's part must go in `DagScheduler::finish`, whatever the outcome.
 
 use crate::dispatch::{Dispatcher, Event};
 use crate::progress::{ProgressBar, StageProgress};
@@ -35,7 +58,7 @@ use crate::ui::status::SchedulerListener;
 
 // Publishing events to the UI and event log (`dag/listen.rs`).
 mod listen;
-use crossbeam::channel::Receiver;
+use crossbeam::channel::Sender;
 use ember_core::{EmberError, ExecutorId, JobId, RddId, Result, ShuffleId, StageId, TaskId};
 use ember_rdd::accumulator::apply_updates;
 use ember_rdd::node::{Dependency, RddNode};
@@ -45,7 +68,8 @@ use ember_rdd::task::TaskMetrics;
 use ember_rdd::task::{BlockLocation, TaskDescription, TaskOutput};
 use ember_shuffle::MapOutputTracker;
 use ember_storage::BlockId;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -62,6 +86,11 @@ pub const MAX_FAILED_TASKS_PER_EXECUTOR: usize = 2;
 pub struct JobReport {
     /// The job.
     pub job: Option<JobId>,
+    /// What the job is shown as: its group's description, else the call
+    /// site of the action (`count at main.rs:12`).
+    pub description: String,
+    /// Its job group, if one was set.
+    pub group: Option<String>,
     /// Stages that ran tasks, in launch order (a stage appears again for
     /// each resubmission).
     pub stages_run: Vec<StageId>,
@@ -96,10 +125,11 @@ impl std::fmt::Display for JobReport {
             .map_or_else(|| "?".to_string(), |j| j.0.to_string());
         write!(
             f,
-            "job {job}: {:.3} s, {} stages run, {} skipped, {} tasks ({} failed); \
+            "job {job} ({}): {:.3} s, {} stages run, {} skipped, {} tasks ({} failed); \
              input {} records / {}; shuffle write {} records / {}, read {} records / {} ({} remote); \
              cache {} hits ({} remote) / {} misses; spill {} in memory / {} on disk; \
              peak execution memory {}",
+            self.description,
             self.seconds,
             self.stages_run.len(),
             self.stages_skipped.len(),
@@ -161,12 +191,35 @@ struct RunningStage {
     rdd: Arc<dyn RddNode>,
 }
 
+/// What a submitted job is called and what it belongs to.
+#[derive(Clone, Debug, Default)]
+pub struct JobSpec {
+    /// What the job is shown as (UI, reports, progress).
+    pub description: String,
+    /// The job group (cancelled as a whole).
+    pub group: Option<String>,
+    /// The cancel flag of the async action that started it.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Where a job's outcome goes: the results, in partition order.
+pub type JobReply = Sender<Result<Vec<Vec<u8>>>>;
+
 /// Scheduler state that lives as long as the context.
 pub struct DagScheduler {
     dispatcher: Dispatcher,
     tracker: MapOutputTracker,
     shuffle_stages: HashMap<ShuffleId, ShuffleStage>,
-    events: Receiver<Event>,
+    /// Running jobs, oldest first.
+    jobs: BTreeMap<JobId, Job>,
+    /// The job of each running task.
+    task_jobs: HashMap<TaskId, JobId>,
+    /// The job running each shuffle's map stage.
+    running_shuffles: HashMap<ShuffleId, JobId>,
+    /// Tasks of other jobs lost with an executor while handling one job.
+    lost_elsewhere: Vec<(JobId, TaskId, ExecutorId)>,
+    /// Since when no executor is alive while jobs run.
+    no_executors_since: Option<Instant>,
     max_failures: usize,
     next_stage: u64,
     next_job: u64,
@@ -209,6 +262,11 @@ fn direct_shuffles(rdd: Arc<dyn RddNode>) -> Vec<Arc<dyn ShuffleDep>> {
 /// One job's progress.
 struct Job {
     id: JobId,
+    spec: JobSpec,
+    reply: JobReply,
+    started: Instant,
+    /// Shuffle stages the job depends on.
+    ancestors: Vec<StageId>,
     result_stage: StageId,
     result_root: Arc<dyn StageRoot>,
     result_parents: Vec<ShuffleId>,
@@ -236,10 +294,9 @@ struct Job {
 }
 
 impl DagScheduler {
-    /// A scheduler dispatching through `dispatcher` and hearing `events`.
+    /// A scheduler dispatching through `dispatcher`.
     pub fn new(
         dispatcher: Dispatcher,
-        events: Receiver<Event>,
         max_failures: usize,
         show_progress: bool,
         executor_wait: Duration,
@@ -248,7 +305,11 @@ impl DagScheduler {
             dispatcher,
             tracker: MapOutputTracker::new(),
             shuffle_stages: HashMap::new(),
-            events,
+            jobs: BTreeMap::new(),
+            task_jobs: HashMap::new(),
+            running_shuffles: HashMap::new(),
+            lost_elsewhere: Vec::new(),
+            no_executors_since: None,
             max_failures: max_failures.max(1),
             next_stage: 0,
             next_job: 0,
@@ -331,13 +392,15 @@ impl DagScheduler {
         }
     }
 
-    /// Runs `root` over `partitions` of its RDD; results in that order.
-    pub fn run_job(
+    /// Starts a job running `root` over `partitions` of its RDD; its
+    /// results, in that order, or its error go to `reply` when it ends.
+    pub fn submit_job(
         &mut self,
         root: Arc<dyn StageRoot>,
         partitions: Vec<usize>,
-    ) -> Result<Vec<Vec<u8>>> {
-        let start = Instant::now();
+        spec: JobSpec,
+        reply: JobReply,
+    ) -> JobId {
         let id = JobId(self.next_job);
         self.next_job += 1;
         let result_parents = self.register_stages(root.parent());
@@ -350,8 +413,18 @@ impl DagScheduler {
             .rev()
             .map(|(i, &p)| (p, i))
             .collect();
+        let report = JobReport {
+            job: Some(id),
+            description: spec.description.clone(),
+            group: spec.group.clone(),
+            ..JobReport::default()
+        };
         let mut job = Job {
             id,
+            spec,
+            reply,
+            started: Instant::now(),
+            ancestors: Vec::new(),
             result_stage,
             result_root: root,
             result_parents,
@@ -368,34 +441,197 @@ impl DagScheduler {
             launches: HashMap::new(),
             stage_attempts: HashMap::new(),
             succeeded: HashSet::new(),
-            report: JobReport {
-                job: Some(id),
-                ..JobReport::default()
-            },
+            report,
         };
-        let ancestors = self.ancestors(&job);
-        self.note_job_start(&job, &ancestors);
-        let outcome = self.drive(&mut job);
+        job.ancestors = self.ancestors(&job);
+        self.note_job_start(&job);
+        let cancelled = job
+            .spec
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst));
+        let outcome = if cancelled {
+            Err(EmberError::Cancelled(format!(
+                "job {} was cancelled before it started",
+                id.0
+            )))
+        } else {
+            self.submit(&mut job, StageKey::Result)
+        };
+        self.settle(job, outcome);
+        self.wake_all();
+        id
+    }
+
+    /// Reacts to one event from the executors.
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::TaskEnded { task, result } => {
+                let owner = self.task_jobs.remove(&task);
+                match owner.and_then(|j| self.jobs.remove(&j)) {
+                    Some(mut job) => {
+                        let outcome = self.task_ended(&mut job, task, *result);
+                        self.settle(job, outcome);
+                    }
+                    None => {
+                        // A task of a job that ended: only its slot matters.
+                        let (_, broken) = self.dispatcher.finished(task);
+                        self.lose_executors_outside(broken);
+                    }
+                }
+            }
+            Event::ExecutorAdded(endpoint) => {
+                tracing::info!(executor = %endpoint.id(), "executor added");
+                self.note_executor_added(endpoint.as_ref());
+                let broken = self.dispatcher.add_executor(endpoint);
+                self.lose_executors_outside(broken);
+            }
+            Event::ExecutorLost { executor, reason } => {
+                tracing::warn!("{executor} lost: {reason}");
+                self.note_executor_removed(&executor, &reason);
+                self.lose_executors_outside(vec![executor]);
+            }
+        }
+        self.wake_all();
+        self.tick();
+    }
+
+    /// Aborts every job if no executor has been alive for the executor
+    /// wait (`ember.executor.wait`); call it now and then.
+    pub fn tick(&mut self) {
+        if self.dispatcher.num_executors() > 0 || self.jobs.is_empty() {
+            self.no_executors_since = None;
+            return;
+        }
+        let since = *self.no_executors_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.executor_wait {
+            return;
+        }
+        let wait = self.executor_wait;
+        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for id in ids {
+            if let Some(job) = self.jobs.remove(&id) {
+                let error = EmberError::Other(format!(
+                    "job {} aborted: all executors were lost and none came back within {wait:?}",
+                    id.0
+                ));
+                self.finish(job, Err(error));
+            }
+        }
+    }
+
+    /// Cancels the running jobs `which` selects: each returns
+    /// [`EmberError::Cancelled`] with `why` at once; their tasks are
+    /// killed. Returns how many were cancelled.
+    pub fn cancel_jobs(&mut self, which: impl Fn(JobId, &JobSpec) -> bool, why: &str) -> usize {
+        let ids: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(id, job)| which(**id, &job.spec))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            if let Some(job) = self.jobs.remove(id) {
+                let error = EmberError::Cancelled(format!("job {} was cancelled: {why}", id.0));
+                self.finish(job, Err(error));
+            }
+        }
+        // Jobs that waited for a cancelled job's stages run them now.
+        self.wake_all();
+        ids.len()
+    }
+
+    /// Ids of the running jobs, oldest first.
+    pub fn running_jobs(&self) -> Vec<JobId> {
+        self.jobs.keys().copied().collect()
+    }
+
+    /// Puts a job back after a transition, or ends it: with `outcome`'s
+    /// error, or with its results once every partition has one.
+    fn settle(&mut self, job: Job, outcome: Result<()>) {
+        match outcome {
+            Err(e) => self.finish(job, Err(e)),
+            Ok(()) if job.remaining == 0 => self.finish(job, Ok(())),
+            Ok(()) => {
+                self.jobs.insert(job.id, job);
+            }
+        }
+        self.note_launches(None);
+    }
+
+    /// Ends a job: forgets everything it kept, kills its running tasks,
+    /// records its report and sends its outcome.
+    fn finish(&mut self, mut job: Job, outcome: Result<()>) {
+        self.note_launches(Some(&job));
         self.note_stages_aborted(&job, &outcome);
         self.progress.clear();
-        for stage in job.running.values() {
+        for (key, stage) in &job.running {
             self.dispatcher.forget_stage(stage.blob.id);
+            if let StageKey::Shuffle(s) = key {
+                self.running_shuffles.remove(s);
+            }
         }
+        for task in job.tasks.keys() {
+            self.task_jobs.remove(task);
+            self.dispatcher.kill(*task);
+        }
+        self.lost_elsewhere.retain(|(j, _, _)| *j != job.id);
         let run: HashSet<StageId> = job.report.stages_run.iter().copied().collect();
-        job.report.stages_skipped = ancestors.into_iter().filter(|s| !run.contains(s)).collect();
-        job.report.seconds = start.elapsed().as_secs_f64();
-        tracing::info!(job = id.0, "{}", job.report);
+        job.report.stages_skipped = std::mem::take(&mut job.ancestors)
+            .into_iter()
+            .filter(|s| !run.contains(s))
+            .collect();
+        job.report.seconds = job.started.elapsed().as_secs_f64();
+        tracing::info!(job = job.id.0, "{}", job.report);
         if self.show_summary {
             eprintln!("{}", job.report);
         }
-        self.reports.push(job.report.clone());
         self.note_job_end(&job, &outcome);
-        outcome?;
-        Ok(job
-            .results
+        self.reports.push(std::mem::take(&mut job.report));
+        let reply = outcome.map(|()| {
+            job.results
+                .into_iter()
+                .map(|r| r.unwrap_or_default())
+                .collect()
+        });
+        // The action's thread may be gone (its context was stopped).
+        let _ = job.reply.send(reply);
+    }
+
+    /// After a transition: jobs whose tasks were lost with an executor
+    /// relaunch them, and waiting stages whose parents are now complete
+    /// (or no longer run by another job) are submitted.
+    fn wake_all(&mut self) {
+        loop {
+            let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+            for id in ids {
+                let Some(mut job) = self.jobs.remove(&id) else {
+                    continue;
+                };
+                let outcome = self.wake(&mut job);
+                self.settle(job, outcome);
+            }
+            let jobs = &self.jobs;
+            self.lost_elsewhere.retain(|(j, _, _)| jobs.contains_key(j));
+            if self.lost_elsewhere.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn wake(&mut self, job: &mut Job) -> Result<()> {
+        let (mine, others) = std::mem::take(&mut self.lost_elsewhere)
             .into_iter()
-            .map(|r| r.unwrap_or_default())
-            .collect())
+            .partition(|(j, _, _)| *j == job.id);
+        self.lost_elsewhere = others;
+        for (_, task, executor) in mine {
+            self.relaunch_lost(job, task, &executor)?;
+        }
+        let waiting: Vec<StageKey> = job.waiting.iter().copied().collect();
+        for w in waiting {
+            self.submit(job, w)?;
+        }
+        Ok(())
     }
 
     /// Stage ids of every shuffle stage the job depends on.
@@ -415,87 +651,59 @@ impl DagScheduler {
         out
     }
 
-    fn drive(&mut self, job: &mut Job) -> Result<()> {
-        self.submit(job, StageKey::Result)?;
-        while job.remaining > 0 {
-            self.note_launches(job);
-            let event = if self.dispatcher.num_executors() == 0 {
-                // Wait a while for a replacement before giving up.
-                self.events.recv_timeout(self.executor_wait).map_err(|_| {
-                    EmberError::Other(format!(
-                        "job {} aborted: all executors were lost and none came back within {:?}",
-                        job.id.0, self.executor_wait
-                    ))
-                })?
-            } else {
-                self.events
-                    .recv()
-                    .map_err(|_| EmberError::Other("the executors' event channel closed".into()))?
-            };
-            match event {
-                Event::TaskEnded { task, result } => {
-                    self.draw_progress(job);
-                    if matches!(&result.outcome, Err(e) if !matches!(e, EmberError::FetchFailed { .. }))
-                    {
-                        // Before its slot takes another task.
-                        self.note_failure_placement(job, task);
-                    }
-                    let (executor, broken) = self.dispatcher.finished(task);
-                    self.lose_executors(job, broken)?;
-                    let Some(info) = job.tasks.remove(&task) else {
-                        continue;
-                    };
-                    self.note_task_end(job, &info, task, executor.as_ref(), &result);
-                    let current = job
-                        .running
-                        .get(&info.key)
-                        .is_some_and(|r| r.attempt == info.stage_attempt);
-                    if !current {
-                        continue;
-                    }
-                    let executor = executor.unwrap_or_else(|| ExecutorId("unknown".into()));
-                    match result.outcome {
-                        Ok(output) => {
-                            if job.succeeded.insert((info.key, info.partition)) {
-                                apply_updates(&result.accum_updates)?;
-                                job.report.metrics.add(&result.metrics);
-                            }
-                            for BlockId::Rdd { rdd, partition } in &result.stored_blocks {
-                                self.cache_locations
-                                    .insert((*rdd, *partition), executor.clone());
-                            }
-                            self.task_succeeded(job, info, output)?;
-                        }
-                        Err(EmberError::FetchFailed {
-                            shuffle,
-                            map,
-                            executor: holder,
-                            message,
-                            ..
-                        }) => {
-                            job.report.tasks_failed += 1;
-                            self.fetch_failed(job, info.key, shuffle, map, &holder, &message)?;
-                        }
-                        Err(e) => {
-                            job.report.tasks_failed += 1;
-                            self.task_failed(job, info, executor, e)?;
-                        }
-                    }
+    /// A task of `job` ended.
+    fn task_ended(
+        &mut self,
+        job: &mut Job,
+        task: TaskId,
+        result: ember_rdd::task::TaskResult,
+    ) -> Result<()> {
+        self.draw_progress(job);
+        if matches!(&result.outcome, Err(e) if !matches!(e, EmberError::FetchFailed { .. })) {
+            // Before its slot takes another task.
+            self.note_failure_placement(job, task);
+        }
+        let (executor, broken) = self.dispatcher.finished(task);
+        self.lose_executors(job, broken)?;
+        let Some(info) = job.tasks.remove(&task) else {
+            return Ok(());
+        };
+        self.note_task_end(job, &info, task, executor.as_ref(), &result);
+        let current = job
+            .running
+            .get(&info.key)
+            .is_some_and(|r| r.attempt == info.stage_attempt);
+        if !current {
+            return Ok(());
+        }
+        let executor = executor.unwrap_or_else(|| ExecutorId("unknown".into()));
+        match result.outcome {
+            Ok(output) => {
+                if job.succeeded.insert((info.key, info.partition)) {
+                    apply_updates(&result.accum_updates)?;
+                    job.report.metrics.add(&result.metrics);
                 }
-                Event::ExecutorAdded(endpoint) => {
-                    tracing::info!(executor = %endpoint.id(), "executor added");
-                    self.note_executor_added(endpoint.as_ref());
-                    let broken = self.dispatcher.add_executor(endpoint);
-                    self.lose_executors(job, broken)?;
+                for BlockId::Rdd { rdd, partition } in &result.stored_blocks {
+                    self.cache_locations
+                        .insert((*rdd, *partition), executor.clone());
                 }
-                Event::ExecutorLost { executor, reason } => {
-                    tracing::warn!("{executor} lost: {reason}");
-                    self.note_executor_removed(&executor, &reason);
-                    self.lose_executors(job, vec![executor])?;
-                }
+                self.task_succeeded(job, info, output)
+            }
+            Err(EmberError::FetchFailed {
+                shuffle,
+                map,
+                executor: holder,
+                message,
+                ..
+            }) => {
+                job.report.tasks_failed += 1;
+                self.fetch_failed(job, info.key, shuffle, map, &holder, &message)
+            }
+            Err(e) => {
+                job.report.tasks_failed += 1;
+                self.task_failed(job, info, executor, e)
             }
         }
-        Ok(())
     }
 
     /// Submits a stage, its missing parents first.
@@ -506,7 +714,11 @@ impl DagScheduler {
                 continue;
             }
             if let StageKey::Shuffle(s) = k {
-                if self.tracker.is_complete(s) {
+                // Complete, or another job computes it: the stages that
+                // need it wait ([`Self::wake_all`] looks again).
+                if self.tracker.is_complete(s)
+                    || self.running_shuffles.get(&s).is_some_and(|j| *j != job.id)
+                {
                     continue;
                 }
             }
@@ -579,6 +791,9 @@ impl DagScheduler {
         job.report.stages_run.push(stage);
         tracing::debug!(%stage, attempt, tasks = todo.len(), "stage submitted");
         self.note_stage_submitted(job, key, stage, attempt, todo.len());
+        if let StageKey::Shuffle(s) = key {
+            self.running_shuffles.insert(s, job.id);
+        }
         job.running.insert(
             key,
             RunningStage {
@@ -625,6 +840,7 @@ impl DagScheduler {
             },
         );
         job.report.tasks_launched += 1;
+        self.task_jobs.insert(task, job.id);
         let blob = stage.blob.clone();
         let preferred = self.preferred_executor(&stage.rdd, partition);
         let avoid = job
@@ -634,7 +850,7 @@ impl DagScheduler {
             .unwrap_or_default();
         let broken = self
             .dispatcher
-            .submit_avoiding(desc, blob, preferred, avoid);
+            .submit_avoiding(job.id, desc, blob, preferred, avoid);
         self.lose_executors(job, broken)
     }
 
@@ -671,6 +887,9 @@ impl DagScheduler {
     }
 
     fn stage_done(&mut self, job: &mut Job, key: StageKey) -> Result<()> {
+        if let StageKey::Shuffle(s) = key {
+            self.running_shuffles.remove(&s);
+        }
         if let Some(stage) = job.running.remove(&key) {
             self.dispatcher.forget_stage(stage.blob.id);
             let id = self.stage_id(job, key);
@@ -792,6 +1011,9 @@ impl DagScheduler {
         // use up the attempts before all damaged outputs are found.
         self.tracker.unregister_map_output(shuffle, map);
         self.tracker.remove_shuffle_outputs_on(shuffle, holder);
+        if let StageKey::Shuffle(s) = key {
+            self.running_shuffles.remove(&s);
+        }
         if let Some(stage) = job.running.remove(&key) {
             self.dispatcher.forget_stage(stage.blob.id);
             let failure = format!("fetch failed: {shuffle} map {map} on {holder}: {message}");
@@ -809,28 +1031,57 @@ impl DagScheduler {
         self.submit(job, key)
     }
 
+    /// Forgets lost executors: their cached blocks and map outputs; the
+    /// tasks they ran are relaunched (`job`'s now, other jobs' by
+    /// [`Self::wake_all`]).
     fn lose_executors(&mut self, job: &mut Job, lost: Vec<ExecutorId>) -> Result<()> {
         for executor in lost {
-            self.cache_locations.retain(|_, e| *e != executor);
-            self.note_executor_removed(&executor, "lost");
-            let tasks = self.dispatcher.remove_executor(&executor);
-            self.tracker.remove_outputs_on(&executor);
-            for t in tasks {
-                if let Some(info) = job.tasks.remove(&t) {
-                    self.note_task_lost(job, &info, t, &executor);
-                    if job
-                        .running
-                        .get(&info.key)
-                        .is_some_and(|r| r.attempt == info.stage_attempt)
-                    {
-                        self.launch_task(job, info.key, info.partition)?;
-                    }
+            for task in self.forget_executor(&executor) {
+                match self.task_jobs.remove(&task) {
+                    Some(j) if j == job.id => self.relaunch_lost(job, task, &executor)?,
+                    Some(j) => self.lost_elsewhere.push((j, task, executor.clone())),
+                    None => {}
                 }
             }
             // Waiting stages may now miss parents that were complete.
             let waiting: Vec<StageKey> = job.waiting.iter().copied().collect();
             for w in waiting {
                 self.submit(job, w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::lose_executors`] outside any job's transition.
+    fn lose_executors_outside(&mut self, lost: Vec<ExecutorId>) {
+        for executor in lost {
+            for task in self.forget_executor(&executor) {
+                if let Some(j) = self.task_jobs.remove(&task) {
+                    self.lost_elsewhere.push((j, task, executor.clone()));
+                }
+            }
+        }
+    }
+
+    /// Removes a lost executor everywhere; returns the tasks it ran.
+    fn forget_executor(&mut self, executor: &ExecutorId) -> Vec<TaskId> {
+        self.cache_locations.retain(|_, e| e != executor);
+        self.note_executor_removed(executor, "lost");
+        let tasks = self.dispatcher.remove_executor(executor);
+        self.tracker.remove_outputs_on(executor);
+        tasks
+    }
+
+    /// Runs again a task of `job` that was lost with its executor.
+    fn relaunch_lost(&mut self, job: &mut Job, task: TaskId, executor: &ExecutorId) -> Result<()> {
+        if let Some(info) = job.tasks.remove(&task) {
+            self.note_task_lost(job, &info, task, executor);
+            if job
+                .running
+                .get(&info.key)
+                .is_some_and(|r| r.attempt == info.stage_attempt)
+            {
+                self.launch_task(job, info.key, info.partition)?;
             }
         }
         Ok(())

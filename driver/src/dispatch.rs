@@ -1,8 +1,9 @@
 //! Task dispatch: which executor runs which task. Keeps the free task
-//! slots of every executor and a queue of tasks waiting for one; owned by
-//! the scheduler's thread, so it needs no locks of its own.
+//! slots of every executor and a queue of tasks waiting for one (jobs
+//! first in, first out); owned by the scheduler, so it needs no locks of
+//! its own.
 
-use ember_core::{BroadcastId, ExecutorId, RddId, Result, ShuffleId, TaskId};
+use ember_core::{BroadcastId, ExecutorId, JobId, RddId, Result, ShuffleId, TaskId};
 use ember_rdd::stage::StageBlob;
 use ember_rdd::task::{TaskDescription, TaskResult};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -14,8 +15,8 @@ pub enum Event {
     TaskEnded {
         /// The task.
         task: TaskId,
-        /// Its result.
-        result: TaskResult,
+        /// Its result (boxed: it is most of the event's size).
+        result: Box<TaskResult>,
     },
     /// An executor registered after the context started (a replacement).
     ExecutorAdded(Arc<dyn ExecutorEndpoint>),
@@ -38,6 +39,8 @@ pub trait ExecutorEndpoint: Send + Sync {
     fn send_stage(&self, blob: &StageBlob) -> Result<()>;
     /// Starts a task.
     fn launch(&self, desc: TaskDescription) -> Result<()>;
+    /// Kills a running task (it ends with `EmberError::Cancelled`).
+    fn kill_task(&self, task: TaskId);
     /// Drops a stage's pipeline.
     fn forget_stage(&self, blob: u64);
     /// Drops an RDD's cached blocks.
@@ -56,6 +59,8 @@ pub trait ExecutorEndpoint: Send + Sync {
 
 /// A task waiting for a slot.
 struct Queued {
+    /// The job it belongs to: earlier jobs' tasks are served first.
+    job: JobId,
     desc: TaskDescription,
     blob: Arc<StageBlob>,
     /// Where its input is cached, if anywhere.
@@ -147,21 +152,15 @@ impl Dispatcher {
         self.executors.get(id)?.endpoint.address()
     }
 
-    /// Queues a task and starts what fits.
-    pub fn submit(
-        &mut self,
-        desc: TaskDescription,
-        blob: Arc<StageBlob>,
-        preferred: Option<ExecutorId>,
-    ) -> Vec<ExecutorId> {
-        self.submit_avoiding(desc, blob, preferred, Vec::new())
-    }
-
     /// Queues a task that must not run on the executors in `avoid` (where
     /// it already failed) while another executor is alive, and starts what
     /// fits.
+    ///
+    /// Jobs are served first in, first out: the task goes behind every
+    /// queued task of its job and of earlier jobs, ahead of later jobs'.
     pub fn submit_avoiding(
         &mut self,
+        job: JobId,
         desc: TaskDescription,
         blob: Arc<StageBlob>,
         preferred: Option<ExecutorId>,
@@ -169,14 +168,31 @@ impl Dispatcher {
     ) -> Vec<ExecutorId> {
         self.preferring += usize::from(preferred.is_some());
         self.avoiding += usize::from(!avoid.is_empty());
-        self.queue.push_back(Queued {
-            desc,
-            blob,
-            preferred,
-            avoid,
-            since: std::time::Instant::now(),
-        });
+        let at = self
+            .queue
+            .iter()
+            .rposition(|q| q.job <= job)
+            .map_or(0, |i| i + 1);
+        self.queue.insert(
+            at,
+            Queued {
+                job,
+                desc,
+                blob,
+                preferred,
+                avoid,
+                since: std::time::Instant::now(),
+            },
+        );
         self.dispatch()
+    }
+
+    /// Tells the executor running `task` to kill it; its slot is freed
+    /// when it reports its end.
+    pub fn kill(&self, task: TaskId) {
+        if let Some(slot) = self.running.get(&task).and_then(|e| self.executors.get(e)) {
+            slot.endpoint.kill_task(task);
+        }
     }
 
     /// Gives none of the remaining tasks of a stage's pipeline `blob` to

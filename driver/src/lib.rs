@@ -27,6 +27,7 @@ pub mod context;
 pub mod dag;
 pub mod deploy;
 pub mod dispatch;
+mod interrupt;
 pub mod master_url;
 pub mod progress;
 pub mod submit;
@@ -42,5 +43,7 @@ pub use master_url::MasterUrl;
 pub mod prelude {
     pub use crate::{Context, ContextBuilder};
     pub use ember_core::{Data, EmberError, KeyPartitioner, Partitioner, PartitionerRef};
-    pub use ember_rdd::{Accumulator, BoxIter, Broadcast, Rdd, StorageLevel, TaskContext};
+    pub use ember_rdd::{
+        Accumulator, BoxIter, Broadcast, JobHandle, Rdd, StorageLevel, TaskContext,
+    };
 }

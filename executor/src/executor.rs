@@ -6,6 +6,7 @@ use ember_rdd::stage::{decode_stage, DecodedStage, StageBlob};
 use ember_rdd::task::{run_task, TaskDescription, TaskMetrics, TaskResult};
 use ember_rdd::TaskEnv;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Stack size of task threads: deep lineages nest iterators.
@@ -21,6 +22,8 @@ pub struct Executor {
     env: Arc<TaskEnv>,
     stages: Mutex<HashMap<u64, StageEntry>>,
     queue: Sender<TaskDescription>,
+    /// The kill flag of each queued or running task.
+    kill_flags: Mutex<HashMap<TaskId, Arc<AtomicBool>>>,
 }
 
 impl Executor {
@@ -31,6 +34,7 @@ impl Executor {
             env,
             stages: Mutex::new(HashMap::new()),
             queue: tx,
+            kill_flags: Mutex::new(HashMap::new()),
         });
         for i in 0..cores.max(1) {
             let rx = rx.clone();
@@ -76,11 +80,51 @@ impl Executor {
 
     /// Queues a task.
     pub fn launch(&self, desc: TaskDescription) {
+        self.kill_flags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(desc.task_id, Arc::default());
         // The receiving threads live as long as the executor.
         let _ = self.queue.send(desc);
     }
 
+    /// Kills a queued or running task: it stops at its next record and
+    /// ends with [`EmberError::Cancelled`]. Unknown tasks (already ended)
+    /// are ignored.
+    pub fn kill_task(&self, task: TaskId) {
+        if let Some(flag) = self
+            .kill_flags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&task)
+        {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+
     fn run(&self, desc: &TaskDescription) -> TaskResult {
+        let flag = self
+            .kill_flags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&desc.task_id)
+            .cloned()
+            .unwrap_or_default();
+        let result = self.run_stage_task(desc, flag);
+        self.kill_flags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&desc.task_id);
+        result
+    }
+
+    fn run_stage_task(&self, desc: &TaskDescription, killed: Arc<AtomicBool>) -> TaskResult {
+        if killed.load(Ordering::Relaxed) {
+            return failed(EmberError::Cancelled(format!(
+                "task {} was killed before it started",
+                desc.task_id.0
+            )));
+        }
         let stage = self
             .stages
             .lock()
@@ -88,7 +132,7 @@ impl Executor {
             .get(&desc.blob)
             .cloned();
         match stage {
-            Some(Ok(stage)) => run_task(&stage, desc, self.env.clone()),
+            Some(Ok(stage)) => run_task(&stage, desc, self.env.clone(), killed),
             Some(Err(e)) => failed(e),
             None => failed(EmberError::Other(format!(
                 "stage pipeline {} was never received",

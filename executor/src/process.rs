@@ -201,6 +201,7 @@ fn run(
         match msg {
             DriverMessage::Stage(blob) => executor.add_stage(&blob),
             DriverMessage::Launch(desc) => executor.launch(desc),
+            DriverMessage::KillTask(task) => executor.kill_task(task),
             DriverMessage::ForgetStage(blob) => executor.forget_stage(blob),
             DriverMessage::RemoveRdd(rdd) => {
                 env.blocks.remove_rdd(rdd);

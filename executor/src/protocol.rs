@@ -40,6 +40,9 @@ pub enum DriverMessage {
     Stage(StageBlob),
     /// Run a task.
     Launch(TaskDescription),
+    /// Kill a task (its job was cancelled): it stops at its next record
+    /// and reports [`EmberError::Cancelled`].
+    KillTask(TaskId),
     /// A stage is over: drop its pipeline.
     ForgetStage(u64),
     /// Drop the cached blocks of an RDD.

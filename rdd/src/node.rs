@@ -220,7 +220,11 @@ pub fn iterator<T: Data>(
         }
     }
     let Some(level) = core.storage_level() else {
-        return node.compute(part, tc);
+        return Ok(Box::new(Cancellable {
+            inner: node.compute(part, tc)?,
+            cancelled: tc.cancelled.clone(),
+            task: tc.task_id,
+        }));
     };
     let id = BlockId::Rdd {
         rdd: core.id,
@@ -266,6 +270,31 @@ fn fetch_cached<T: Data>(id: &BlockId, tc: &TaskContext) -> Option<Arc<Vec<T>>> 
             tracing::warn!(block = ?id, executor = %at.executor, %e, "remote cached block unavailable; recomputing");
             None
         }
+    }
+}
+
+/// A node's records, stopping the task at the next record once it is
+/// killed (every node's partition is read through [`iterator`], so every
+/// record boundary of a pipeline is a cancellation point).
+struct Cancellable<T> {
+    inner: BoxIter<T>,
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+    task: ember_core::TaskId,
+}
+
+impl<T> Iterator for Cancellable<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        if self.cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::task::throw(EmberError::Cancelled(format!(
+                "task {} was killed",
+                self.task.0
+            )));
+        }
+        self.inner.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 

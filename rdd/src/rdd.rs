@@ -527,6 +527,10 @@ impl<T: Data> Rdd<T> {
 
     /// Runs `f(env, task, records)` on the given partitions and returns
     /// their results in order: the primitive behind every action.
+    ///
+    /// A job is named by the call site of the action that started it
+    /// (`count at main.rs:12`), or of this call when it is made directly.
+    #[track_caller]
     pub fn run_job<R: Data, E: Env, F>(
         &self,
         env: E,
@@ -539,6 +543,7 @@ impl<T: Data> Rdd<T> {
         if partitions.is_empty() {
             return Ok(Vec::new());
         }
+        let _site = crate::job_info::enter_action("run_job");
         let root = Arc::new(ResultRoot::new(self.node.clone(), env, f));
         let results = self.runner.run_job(root, partitions)?;
         // Each task's bytes are freed once decoded: a large collect holds
@@ -563,7 +568,9 @@ impl<T: Data> Rdd<T> {
     /// # Ok(())
     /// # }
     /// ```
+    #[track_caller]
     pub fn collect(&self) -> Result<Vec<T>> {
+        let _site = crate::job_info::enter_action("collect");
         let parts = self.run_job(
             (),
             |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.collect::<Vec<T>>(),
@@ -587,7 +594,9 @@ impl<T: Data> Rdd<T> {
     /// # Ok(())
     /// # }
     /// ```
+    #[track_caller]
     pub fn count(&self) -> Result<u64> {
+        let _site = crate::job_info::enter_action("count");
         let parts = self.run_job(
             (),
             |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.count() as u64,
@@ -598,7 +607,9 @@ impl<T: Data> Rdd<T> {
 
     /// The first `n` records, scanning as few partitions as possible
     /// (1, then 4 times more per round, as Spark does).
+    #[track_caller]
     pub fn take(&self, n: usize) -> Result<Vec<T>> {
+        let _site = crate::job_info::enter_action("take");
         let mut out = Vec::new();
         let total = self.num_partitions();
         let mut next = 0;
@@ -619,7 +630,9 @@ impl<T: Data> Rdd<T> {
     }
 
     /// The first record, if any.
+    #[track_caller]
     pub fn first(&self) -> Result<Option<T>> {
+        let _site = crate::job_info::enter_action("first");
         Ok(self.take(1)?.into_iter().next())
     }
 
@@ -633,7 +646,9 @@ impl<T: Data> Rdd<T> {
     /// # Ok(())
     /// # }
     /// ```
+    #[track_caller]
     pub fn reduce<F: Fn(T, T) -> T + UserFn>(&self, f: F) -> Result<Option<T>> {
+        let _site = crate::job_info::enter_action("reduce");
         let parts = self.run_job(
             (),
             move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.reduce(f),
@@ -644,7 +659,9 @@ impl<T: Data> Rdd<T> {
 
     /// Folds each partition from `zero`, then the partition results from
     /// `zero` (Spark's semantics: `zero` is used once per partition).
+    #[track_caller]
     pub fn fold<F: Fn(T, T) -> T + UserFn>(&self, zero: T, f: F) -> Result<T> {
+        let _site = crate::job_info::enter_action("fold");
         let parts = self.run_job(
             zero.clone(),
             move |z: &Arc<T>, _: &TaskContext, it: BoxIter<T>| it.fold((**z).clone(), f),
@@ -655,11 +672,13 @@ impl<T: Data> Rdd<T> {
 
     /// Aggregates each partition with `seq` from `zero`, then combines the
     /// partition results with `comb`.
+    #[track_caller]
     pub fn aggregate<U: Data, S, C>(&self, zero: U, seq: S, comb: C) -> Result<U>
     where
         S: Fn(U, T) -> U + UserFn,
         C: Fn(U, U) -> U + UserFn,
     {
+        let _site = crate::job_info::enter_action("aggregate");
         let parts = self.run_job(
             zero.clone(),
             move |z: &Arc<U>, _: &TaskContext, it: BoxIter<T>| it.fold((**z).clone(), seq),
@@ -669,7 +688,9 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Runs `f` on every record, on the executors.
+    #[track_caller]
     pub fn foreach<F: Fn(T) + UserFn>(&self, f: F) -> Result<()> {
+        let _site = crate::job_info::enter_action("foreach");
         self.run_job(
             (),
             move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| it.for_each(f),
@@ -679,7 +700,9 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Runs `f(env, record)` on every record, on the executors.
+    #[track_caller]
     pub fn foreach_with<E: Env, F: Fn(&E, T) + UserFn>(&self, env: E, f: F) -> Result<()> {
+        let _site = crate::job_info::enter_action("foreach_with");
         self.run_job(
             env,
             move |e: &Arc<E>, _: &TaskContext, it: BoxIter<T>| it.for_each(|x| f(e, x)),
@@ -689,7 +712,9 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Runs `f` on every partition, on the executors.
+    #[track_caller]
     pub fn foreach_partition<F: Fn(BoxIter<T>) + UserFn>(&self, f: F) -> Result<()> {
+        let _site = crate::job_info::enter_action("foreach_partition");
         self.run_job(
             (),
             move |_: &Arc<()>, _: &TaskContext, it: BoxIter<T>| f(it),
@@ -699,18 +724,22 @@ impl<T: Data> Rdd<T> {
     }
 
     /// How many times each distinct record occurs.
+    #[track_caller]
     pub fn count_by_value(&self) -> Result<HashMap<T, u64>>
     where
         T: Key,
     {
+        let _site = crate::job_info::enter_action("count_by_value");
         self.map(|x: T| (x, 1u64)).count_by_key_sum()
     }
 
     /// The `n` smallest records, ascending.
+    #[track_caller]
     pub fn take_ordered(&self, n: usize) -> Result<Vec<T>>
     where
         T: Ord,
     {
+        let _site = crate::job_info::enter_action("take_ordered");
         let parts = self.run_job(
             n,
             |n: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| smallest(it, **n),
@@ -720,10 +749,12 @@ impl<T: Data> Rdd<T> {
     }
 
     /// The `n` largest records, descending.
+    #[track_caller]
     pub fn top(&self, n: usize) -> Result<Vec<T>>
     where
         T: Ord,
     {
+        let _site = crate::job_info::enter_action("top");
         let parts = self.run_job(
             n,
             |n: &Arc<usize>, _: &TaskContext, it: BoxIter<T>| largest(it, **n),
@@ -735,10 +766,12 @@ impl<T: Data> Rdd<T> {
     /// Writes each partition as a text file `part-NNNNN` (one record per
     /// line) in the new folder `path`, each written under a temporary name
     /// and renamed, then a `_SUCCESS` marker. Fails if `path` exists.
+    #[track_caller]
     pub fn save_as_text_file(&self, path: impl AsRef<Path>) -> Result<()>
     where
         T: Display,
     {
+        let _site = crate::job_info::enter_action("save_as_text_file");
         let dir = path.as_ref();
         crate::object_file::create_output_dir(dir)?;
         self.run_job(

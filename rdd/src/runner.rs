@@ -24,4 +24,7 @@ pub trait JobRunner: Send + Sync + 'static {
     /// Queues the removal of something no handle refers to any more; must
     /// not block (it is called from `Drop`).
     fn cleanup(&self, what: crate::cleanup::Cleanup);
+    /// Cancels the running jobs whose properties' cancel flag is set
+    /// (see [`crate::job_info::JobProperties::cancel`]).
+    fn cancel_flagged(&self);
 }

@@ -8,6 +8,7 @@ use ember_storage::{BlockId, BlockManager};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -72,12 +73,27 @@ pub struct TaskContext {
     pub metrics: std::cell::RefCell<TaskMetrics>,
     /// Blocks the task cached on this executor.
     pub stored_blocks: std::cell::RefCell<Vec<BlockId>>,
+    /// Set when the driver kills the task: its iterators stop at the next
+    /// record (see [`TaskContext::check_cancelled`]).
+    pub cancelled: Arc<AtomicBool>,
 }
 
 impl TaskContext {
     /// Updates the task's metrics.
     pub fn record(&self, f: impl FnOnce(&mut TaskMetrics)) {
         f(&mut self.metrics.borrow_mut());
+    }
+
+    /// Fails the task with [`EmberError::Cancelled`] if it was killed:
+    /// called between records, so a cancelled task stops at the next
+    /// record boundary and its guards (memory grants, spill files) drop.
+    pub fn check_cancelled(&self) {
+        if self.cancelled.load(Ordering::Relaxed) {
+            throw(EmberError::Cancelled(format!(
+                "task {} ({} partition {}) was killed",
+                self.task_id.0, self.stage, self.partition
+            )));
+        }
     }
 }
 
@@ -132,6 +148,13 @@ pub struct TaskMetrics {
     pub spill_disk_bytes: u64,
     /// Most execution memory held at once.
     pub peak_execution_memory: u64,
+    /// When the task started, in microseconds since the Unix epoch (summed
+    /// metrics: the earliest start).
+    #[serde(default)]
+    pub start_unix_micros: u64,
+    /// When the task ended, likewise (summed metrics: the latest end).
+    #[serde(default)]
+    pub end_unix_micros: u64,
 }
 
 impl TaskMetrics {
@@ -151,6 +174,13 @@ impl TaskMetrics {
         self.spill_memory_bytes += o.spill_memory_bytes;
         self.spill_disk_bytes += o.spill_disk_bytes;
         self.peak_execution_memory = self.peak_execution_memory.max(o.peak_execution_memory);
+        if o.start_unix_micros != 0 {
+            self.start_unix_micros = match self.start_unix_micros {
+                0 => o.start_unix_micros,
+                s => s.min(o.start_unix_micros),
+            };
+        }
+        self.end_unix_micros = self.end_unix_micros.max(o.end_unix_micros);
     }
 }
 
@@ -196,9 +226,15 @@ pub struct DecodedStage {
 /// Runs one task of a decoded stage on `env`, catching panics: a panic's
 /// message becomes the failure, and an [`EmberError`] thrown with
 /// [`throw`] (how iterators report I/O and fetch failures)
-/// keeps its kind.
-pub fn run_task(stage: &DecodedStage, desc: &TaskDescription, env: Arc<TaskEnv>) -> TaskResult {
+/// keeps its kind. Setting `cancelled` kills the task at its next record.
+pub fn run_task(
+    stage: &DecodedStage,
+    desc: &TaskDescription,
+    env: Arc<TaskEnv>,
+    cancelled: Arc<AtomicBool>,
+) -> TaskResult {
     let start = Instant::now();
+    let start_unix_micros = unix_micros();
     let tc = TaskContext {
         stage: desc.stage,
         partition: desc.partition,
@@ -209,6 +245,7 @@ pub fn run_task(stage: &DecodedStage, desc: &TaskDescription, env: Arc<TaskEnv>)
         cached_elsewhere: stage.cached_elsewhere.clone(),
         metrics: Default::default(),
         stored_blocks: Default::default(),
+        cancelled,
     };
     accumulator::begin_task();
     CURRENT_ENV.with(|c| *c.borrow_mut() = Some(tc.env.clone()));
@@ -219,12 +256,21 @@ pub fn run_task(stage: &DecodedStage, desc: &TaskDescription, env: Arc<TaskEnv>)
     let mut metrics = tc.metrics.take();
     metrics.add(&SIDE_METRICS.with(|m| m.take()));
     metrics.run_micros = start.elapsed().as_micros() as u64;
+    metrics.start_unix_micros = start_unix_micros;
+    metrics.end_unix_micros = unix_micros();
     TaskResult {
         outcome,
         accum_updates,
         metrics,
         stored_blocks: tc.stored_blocks.take(),
     }
+}
+
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 thread_local! {

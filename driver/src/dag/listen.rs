@@ -5,10 +5,12 @@
 
 use super::{DagScheduler, Job, StageKey, TaskInfo};
 use crate::dispatch::ExecutorEndpoint;
-use crate::ui::status::{now, EmberEvent, SchedulerListener};
-use ember_core::{ExecutorId, Result, StageId, TaskId};
+use crate::ui::status::{now, EmberEvent, SchedulerListener, StageShape};
+use ember_core::{ExecutorId, Result, ShuffleId, StageId, TaskId};
+use ember_rdd::node::RddNode;
 use ember_rdd::task::TaskResult;
 use ember_storage::BlockId;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 impl DagScheduler {
@@ -30,10 +32,7 @@ impl DagScheduler {
 
     fn stage_name(&self, job: &Job, key: StageKey) -> String {
         match key {
-            StageKey::Result => {
-                let rdd = job.result_root.parent();
-                format!("result of {} (rdd {})", rdd.name(), rdd.core().id.0)
-            }
+            StageKey::Result => job.spec.description.clone(),
             StageKey::Shuffle(s) => {
                 match self.shuffle_stages.get(&s).and_then(|st| st.dep.upgrade()) {
                     Some(dep) => {
@@ -46,19 +45,50 @@ impl DagScheduler {
         }
     }
 
-    pub(super) fn note_job_start(&self, job: &Job, ancestors: &[StageId]) {
+    /// The job's stages for the job page's graph: each stage's pipeline
+    /// (at most [`MAX_SHAPE_RDDS`] RDDs, nearest the stage's end) and the
+    /// stages it reads.
+    fn stage_shapes(&self, job: &Job) -> Vec<StageShape> {
+        let stage_of = |s: &ShuffleId| self.shuffle_stages.get(s).map(|st| st.id.0);
+        let mut shapes = vec![StageShape {
+            stage_id: job.result_stage.0,
+            rdds: pipeline(job.result_root.parent()),
+            parents: job.result_parents.iter().filter_map(stage_of).collect(),
+        }];
+        let mut seen = HashSet::new();
+        let mut stack = job.result_parents.clone();
+        while let Some(s) = stack.pop() {
+            let Some(st) = self.shuffle_stages.get(&s) else {
+                continue;
+            };
+            if !seen.insert(s) {
+                continue;
+            }
+            shapes.push(StageShape {
+                stage_id: st.id.0,
+                rdds: st
+                    .dep
+                    .upgrade()
+                    .map(|d| pipeline(d.parent()))
+                    .unwrap_or_default(),
+                parents: st.parents.iter().filter_map(stage_of).collect(),
+            });
+            stack.extend(st.parents.iter().copied());
+        }
+        shapes.sort_by_key(|s| s.stage_id);
+        shapes
+    }
+
+    pub(super) fn note_job_start(&self, job: &Job) {
         self.emit(|| {
-            let mut stage_ids: Vec<u64> = ancestors.iter().map(|s| s.0).collect();
+            let mut stage_ids: Vec<u64> = job.ancestors.iter().map(|s| s.0).collect();
             stage_ids.push(job.result_stage.0);
             EmberEvent::JobStart {
                 job_id: job.id.0,
                 stage_ids,
-                name: format!(
-                    "{} partitions of {}",
-                    job.partitions.len(),
-                    self.stage_name(job, StageKey::Result)
-                        .trim_start_matches("result of ")
-                ),
+                name: job.spec.description.clone(),
+                group: job.spec.group.clone(),
+                stages: self.stage_shapes(job),
                 time: now(),
             }
         });
@@ -78,8 +108,6 @@ impl DagScheduler {
     }
 
     pub(super) fn note_job_end(&mut self, job: &Job, outcome: &Result<()>) {
-        // Launches of the job's last moments are of no interest now.
-        let _ = self.dispatcher.take_launched();
         self.emit(|| EmberEvent::JobEnd {
             job_id: job.id.0,
             succeeded: outcome.is_ok(),
@@ -121,12 +149,20 @@ impl DagScheduler {
         });
     }
 
-    /// Tasks the dispatcher started since the last call.
-    pub(super) fn note_launches(&mut self, job: &Job) {
+    /// Tasks the dispatcher started since the last call, of the running
+    /// jobs and of `ending`, a job being finished.
+    pub(super) fn note_launches(&mut self, ending: Option<&Job>) {
         if self.listener.is_none() {
             return;
         }
         for (task, executor) in self.dispatcher.take_launched() {
+            let job = match ending {
+                Some(j) if j.tasks.contains_key(&task) => j,
+                _ => match self.task_jobs.get(&task).and_then(|j| self.jobs.get(j)) {
+                    Some(j) => j,
+                    None => continue,
+                },
+            };
             let Some(info) = job.tasks.get(&task) else {
                 continue;
             };
@@ -203,6 +239,29 @@ impl DagScheduler {
             time: now(),
         });
     }
+}
+
+/// RDDs a stage's graph box lists at most.
+const MAX_SHAPE_RDDS: usize = 12;
+
+/// The RDDs of the pipeline ending at `rdd` (it and its narrow ancestors,
+/// parents first), as `name (rdd N)`; the nearest [`MAX_SHAPE_RDDS`].
+fn pipeline(rdd: Arc<dyn RddNode>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![rdd];
+    while let Some(node) = stack.pop() {
+        if out.len() == MAX_SHAPE_RDDS {
+            break;
+        }
+        if !seen.insert(node.core().id) {
+            continue;
+        }
+        out.push(format!("{} (rdd {})", node.name(), node.core().id.0));
+        stack.extend(ember_rdd::stage::narrow_parents(node.as_ref()));
+    }
+    out.reverse();
+    out
 }
 
 fn added(endpoint: &dyn ExecutorEndpoint) -> EmberEvent {

@@ -310,8 +310,12 @@ fn stages_page(st: &AppStatus, base: &str) -> String {
 
 fn job_page(st: &AppStatus, base: &str, j: &JobData) -> String {
     let mut body = format!(
-        "<dl><dt>Description</dt><dd>{}</dd><dt>Status</dt><dd>{}</dd><dt>Submitted</dt><dd>{}</dd>{}</dl>",
+        "<dl><dt>Description</dt><dd>{}</dd>{}<dt>Status</dt><dd>{}</dd><dt>Submitted</dt><dd>{}</dd>{}</dl>",
         esc(&j.name),
+        j.group
+            .as_ref()
+            .map(|g| format!("<dt>Job group</dt><dd>{}</dd>", esc(g)))
+            .unwrap_or_default(),
         status_word(j.status),
         html::date(j.submitted),
         j.error
@@ -319,6 +323,19 @@ fn job_page(st: &AppStatus, base: &str, j: &JobData) -> String {
             .map(|e| format!("<dt>Error</dt><dd class=\"bad\">{}</dd>", esc(e)))
             .unwrap_or_default()
     );
+    if !j.stages.is_empty() {
+        let statuses: std::collections::HashMap<u64, Status> =
+            st.job_stages(j).into_iter().collect();
+        // A stage not yet submitted has no attempt: drawn as pending.
+        let started = |id: u64| st.stages.range((id, 0)..=(id, usize::MAX)).next().is_some();
+        body.push_str("<h2>DAG Visualization</h2>");
+        body.push_str(&super::dag_svg::stage_graph(&j.stages, |id| {
+            statuses
+                .get(&id)
+                .copied()
+                .filter(|s| *s == Status::Skipped || started(id))
+        }));
+    }
     let stages: Vec<&StageData> = st.stages.values().filter(|s| s.job_id == j.id).collect();
     body.push_str("<h2>Stages</h2>");
     body.push_str(&table(
@@ -528,6 +545,8 @@ fn job_json(st: &AppStatus, j: &JobData) -> Value {
     json!({
         "jobId": j.id,
         "name": j.name,
+        "description": j.name,
+        "jobGroup": j.group,
         "submissionTime": html::api_date(j.submitted),
         "completionTime": j.completed.map(html::api_date),
         "stageIds": j.stage_ids,

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod app_ui;
+pub mod dag_svg;
 pub mod event_log;
 pub mod history;
 pub mod html;

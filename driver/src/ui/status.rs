@@ -61,8 +61,15 @@ pub enum EmberEvent {
         job_id: u64,
         /// Every stage the job needs (ancestors first, result stage last).
         stage_ids: Vec<u64>,
-        /// What the job computes.
+        /// What the job is shown as: its description, else the call site
+        /// of its action (`count at main.rs:12`).
         name: String,
+        /// Its job group, if set.
+        #[serde(default)]
+        group: Option<String>,
+        /// Its stages, for the job page's graph.
+        #[serde(default)]
+        stages: Vec<StageShape>,
         /// When.
         time: u64,
     },
@@ -225,13 +232,29 @@ pub struct AppData {
     pub last_updated: u64,
 }
 
+/// A stage of a job's graph: the RDDs its tasks compute (a pipeline,
+/// parents first) and the stages whose shuffles it reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageShape {
+    /// Stage id.
+    pub stage_id: u64,
+    /// Its RDDs, as `name (rdd N)`, parents first.
+    pub rdds: Vec<String>,
+    /// The stages it reads from.
+    pub parents: Vec<u64>,
+}
+
 /// One job.
 #[derive(Clone, Debug, Serialize)]
 pub struct JobData {
     /// Id.
     pub id: u64,
-    /// What it computes.
+    /// What it is shown as (description or call site).
     pub name: String,
+    /// Its job group, if set.
+    pub group: Option<String>,
+    /// Its stage graph.
+    pub stages: Vec<StageShape>,
     /// Its stages.
     pub stage_ids: Vec<u64>,
     /// Status.
@@ -417,6 +440,8 @@ impl AppStatus {
                 job_id,
                 stage_ids,
                 name,
+                group,
+                stages,
                 time,
             } => {
                 self.jobs.insert(
@@ -424,6 +449,8 @@ impl AppStatus {
                     JobData {
                         id: *job_id,
                         name: name.clone(),
+                        group: group.clone(),
+                        stages: stages.clone(),
                         stage_ids: stage_ids.clone(),
                         status: Status::Running,
                         submitted: *time,
@@ -710,6 +737,8 @@ mod tests {
                 job_id: 0,
                 stage_ids: vec![0, 1],
                 name: "collect".into(),
+                group: None,
+                stages: Vec::new(),
                 time: 2,
             },
             EmberEvent::StageSubmitted {
