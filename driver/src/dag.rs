@@ -472,6 +472,12 @@ impl DagScheduler {
                     Some(mut job) => {
                         let outcome = self.task_ended(&mut job, task, *result);
                         self.settle(job, outcome);
+                        // Only now does the freed slot take queued work: a
+                        // failure that ended the job has dropped its
+                        // queued tasks, so none of them starts.
+                        let broken = self.dispatcher.start_queued();
+                        self.lose_executors_outside(broken);
+                        self.note_launches(None);
                     }
                     None => {
                         // A task of a job that ended: only its slot matters.
@@ -663,8 +669,8 @@ impl DagScheduler {
             // Before its slot takes another task.
             self.note_failure_placement(job, task);
         }
-        let (executor, broken) = self.dispatcher.finished(task);
-        self.lose_executors(job, broken)?;
+        // The slot is refilled by the caller once this end is settled.
+        let executor = self.dispatcher.release(task);
         let Some(info) = job.tasks.remove(&task) else {
             return Ok(());
         };

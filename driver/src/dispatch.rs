@@ -204,11 +204,25 @@ impl Dispatcher {
     /// Frees the slot of a finished task, starts what fits, and returns
     /// the executor it ran on plus executors that failed to take work.
     pub fn finished(&mut self, task: TaskId) -> (Option<ExecutorId>, Vec<ExecutorId>) {
+        let exec = self.release(task);
+        (exec, self.dispatch())
+    }
+
+    /// Frees the slot of a finished task without starting anything yet
+    /// (the caller first settles what the task's end means, then calls
+    /// [`start_queued`](Self::start_queued)); returns the executor it ran on.
+    pub fn release(&mut self, task: TaskId) -> Option<ExecutorId> {
         let exec = self.running.remove(&task);
         if let Some(slot) = exec.as_ref().and_then(|e| self.executors.get_mut(e)) {
             slot.free += 1;
         }
-        (exec, self.dispatch())
+        exec
+    }
+
+    /// Starts queued tasks on free slots; returns executors that could
+    /// not be reached (to be treated as lost).
+    pub fn start_queued(&mut self) -> Vec<ExecutorId> {
+        self.dispatch()
     }
 
     /// Starts (or stops) noting which task starts on which executor.
