@@ -84,7 +84,12 @@ impl Cluster {
 
     /// The master's `/json`, asked from the driver's host.
     fn json(&self, net: &TestNet) -> serde_json::Value {
-        let body = get(net, DRIVER, &self.ui, "/json").expect("the master's UI answers");
+        self.json_from(net, DRIVER)
+    }
+
+    /// The master's `/json`, asked from host `from`.
+    fn json_from(&self, net: &TestNet, from: usize) -> serde_json::Value {
+        let body = get(net, from, &self.ui, "/json").expect("the master's UI answers");
         serde_json::from_str(&body).unwrap()
     }
 
@@ -161,11 +166,16 @@ fn wordcount_local(text: &Path) -> String {
 }
 
 /// The smallest phantom the neuro tests use: one subject.
-fn phantom(dir: &Path) -> PathBuf {
+const SMALL: [&str; 5] = ["24", "28", "24", "2", "6"];
+/// A phantom whose denoising takes a few seconds even in release builds,
+/// so that a link can be cut while tasks run.
+const MEDIUM: [&str; 5] = ["48", "48", "32", "2", "12"];
+
+/// One subject of `size` (x, y, z, b0 volumes, directions per shell).
+fn phantom(dir: &Path, size: [&str; 5]) -> PathBuf {
+    let [x, y, z, b0, dirs] = size;
     let out = Command::new(env!("CARGO_BIN_EXE_neuro"))
-        .args([
-            "phantom", "--shape", "24", "28", "24", "--b0", "2", "--dirs", "6",
-        ])
+        .args(["phantom", "--shape", x, y, z, "--b0", b0, "--dirs", dirs])
         .args(["--shells", "1000,2000", "--out"])
         .arg(dir)
         .output()
@@ -209,6 +219,39 @@ fn assert_traffic_stayed_on_the_test_hosts(net: &TestNet) {
         vec![],
         "(host, packets) sent towards an address that is neither a test host's nor loopback"
     );
+}
+
+/// The master's entry of the running application, once a stage of it has
+/// tasks running on two executors (so both registered with the driver).
+fn wait_for_tasks_on_both_executors(
+    net: &TestNet,
+    cluster: &Cluster,
+    submit: &mut std::process::Child,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "no job ever ran on both workers");
+        assert!(
+            submit.try_wait().unwrap().is_none(),
+            "the application ended before a link could be cut"
+        );
+        let master = cluster.json(net);
+        let app = &master["activeapps"][0];
+        if let (Some(id), Some(ui)) = (app["id"].as_str(), app["driver_ui"].as_str()) {
+            let path = format!("/api/v1/applications/{id}/stages?status=active");
+            if let Some(body) = get(net, DRIVER, ui, &path) {
+                let stages: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let busy = stages.as_array().is_some_and(|s| {
+                    s.iter()
+                        .any(|s| s["status"] == "ACTIVE" && s["numActiveTasks"].as_u64() >= Some(2))
+                });
+                if busy {
+                    return app.clone();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The workers of the application named `name` that ran its executors.
@@ -263,7 +306,7 @@ fn wordcount_and_neuro_submitted_across_four_hosts_match_local_mode() {
     assert!(!local.is_empty());
     assert_eq!(String::from_utf8_lossy(&submitted.stdout), local);
 
-    let subject = phantom(&dir.path().join("phantom"));
+    let subject = phantom(&dir.path().join("phantom"), SMALL);
     let local_out = dir.path().join("local");
     neuro_local(&subject, &local_out);
     let out = dir.path().join("cluster");
@@ -306,7 +349,7 @@ fn a_worker_cut_off_mid_job_is_replaced_and_rejoins_when_its_link_is_back() {
         "ember.worker.heartbeatInterval=500ms",
     ];
     let cluster = Cluster::start(&net, dir.path(), 2, &conf);
-    let subject = phantom(&dir.path().join("phantom"));
+    let subject = phantom(&dir.path().join("phantom"), MEDIUM);
     let local = dir.path().join("local");
     neuro_local(&subject, &local);
     let out = dir.path().join("cluster");
@@ -338,38 +381,16 @@ fn a_worker_cut_off_mid_job_is_replaced_and_rejoins_when_its_link_is_back() {
         .spawn()
         .unwrap();
 
-    // Wait for a stage with tasks running on both executors, then cut the
-    // link of executor 0's worker.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let victim = loop {
-        assert!(Instant::now() < deadline, "no job ever ran on both workers");
-        assert!(
-            submit.try_wait().unwrap().is_none(),
-            "the application ended before a link could be cut"
-        );
-        let master = cluster.json(&net);
-        let app = &master["activeapps"][0];
-        if let (Some(id), Some(ui)) = (app["id"].as_str(), app["driver_ui"].as_str()) {
-            let path = format!("/api/v1/applications/{id}/stages?status=active");
-            if let Some(body) = get(&net, DRIVER, ui, &path) {
-                let stages: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                let busy = stages.as_array().is_some_and(|s| {
-                    s.iter()
-                        .any(|s| s["status"] == "ACTIVE" && s["numActiveTasks"].as_u64() >= Some(2))
-                });
-                if busy {
-                    let exec0 = app["executors"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .find(|e| e["id"] == "0" && e["state"] == "RUNNING")
-                        .expect("executor 0 runs");
-                    break exec0["host"].as_str().unwrap().to_string();
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // Once tasks run on both executors, cut the link of executor 0's
+    // worker.
+    let app = wait_for_tasks_on_both_executors(&net, &cluster, &mut submit);
+    let exec0 = app["executors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "0" && e["state"] == "RUNNING")
+        .expect("executor 0 runs");
+    let victim = exec0["host"].as_str().unwrap().to_string();
     let victim = (1..=net.hosts())
         .find(|&h| net.addr(h) == victim)
         .unwrap_or_else(|| panic!("executor 0 is on {victim}, not a worker host"));
@@ -443,6 +464,71 @@ fn a_worker_cut_off_mid_job_is_replaced_and_rejoins_when_its_link_is_back() {
     assert_eq!(String::from_utf8_lossy(&again.stdout), expected);
     let master = cluster.json(&net);
     assert_eq!(workers_of(&master, "wordcount").len(), 2, "{master}");
+    drop(cluster);
+    assert_traffic_stayed_on_the_test_hosts(&net);
+}
+
+#[test]
+fn executors_cut_off_from_their_driver_exit_and_the_driver_finishes_when_its_link_is_back() {
+    let net = testnet();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&net, dir.path(), 1, &[]);
+    let subject = phantom(&dir.path().join("phantom"), MEDIUM);
+    let local = dir.path().join("local");
+    neuro_local(&subject, &local);
+    let out = dir.path().join("cluster");
+    let mut submit = cluster
+        .submit(&net, &["--conf", "ember.network.timeout=4s"], "neuro")
+        .args(["run", "--out"])
+        .arg(&out)
+        .arg(&subject)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once tasks run on both executors, the driver's host loses its link.
+    let app = wait_for_tasks_on_both_executors(&net, &cluster, &mut submit);
+    let app = app["id"].as_str().unwrap().to_string();
+    net.cut(DRIVER);
+    let cut_at = Instant::now();
+    // The executors notice the silence and exit by themselves: the
+    // master, which still hears their workers, lists them as exited.
+    loop {
+        let master = cluster.json_from(&net, MASTER);
+        let execs = master["activeapps"][0]["executors"].as_array().cloned();
+        let exited = |id: &str| {
+            execs.iter().flatten().any(|e| {
+                e["id"] == id && e["state"].as_str().is_some_and(|s| s.starts_with("EXITED"))
+            })
+        };
+        if exited("0") && exited("1") {
+            break;
+        }
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(20),
+            "executors cut off from their driver still run: {master}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for h in WORKERS {
+        let stderr = dir.path().join(format!("worker-{h}")).join(&app);
+        let said = std::fs::read_dir(&stderr)
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("stderr")).ok())
+            .any(|text| text.contains(&format!("lost the driver at {}", net.addr(DRIVER))));
+        assert!(said, "no executor on host {h} said it lost the driver");
+    }
+    // The link comes back: the driver, which kept running, gets new
+    // executors from the master and finishes with the same outputs.
+    net.restore(DRIVER);
+    let status = submit.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(submit.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        status.success(),
+        "neuro failed after its link came back:\n{err}"
+    );
+    assert_same_outputs(&local, &out);
     drop(cluster);
     assert_traffic_stayed_on_the_test_hosts(&net);
 }
