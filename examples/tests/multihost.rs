@@ -46,8 +46,15 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// `conf`: extra `--conf` pairs for every daemon.
-    fn start(net: &TestNet, dir: &Path, cores: usize, conf: &[&str]) -> Cluster {
+    /// `conf`: extra `--conf` pairs for every daemon; `worker_host`: the
+    /// workers' `--host`, if any.
+    fn start(
+        net: &TestNet,
+        dir: &Path,
+        cores: usize,
+        conf: &[&str],
+        worker_host: Option<&str>,
+    ) -> Cluster {
         let mut cmd = net.command(MASTER, ember());
         // Every interface: the master advertises its host's address.
         cmd.args(["master", "--host", "0.0.0.0"]);
@@ -66,6 +73,9 @@ impl Cluster {
                 cmd.args(["worker", &url, "--cores", &cores.to_string()])
                     .args(["--memory", "2g", "--work-dir"])
                     .arg(dir.join(format!("worker-{h}")));
+                if let Some(host) = worker_host {
+                    cmd.args(["--host", host]);
+                }
                 for c in conf {
                     cmd.args(["--conf", c]);
                 }
@@ -274,7 +284,7 @@ fn workers_of(master: &serde_json::Value, name: &str) -> std::collections::BTree
 fn wordcount_and_neuro_submitted_across_four_hosts_match_local_mode() {
     let net = testnet();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(&net, dir.path(), 1, &[]);
+    let cluster = Cluster::start(&net, dir.path(), 1, &[], None);
 
     // Each worker advertises the address it reaches the master from.
     let master = cluster.json(&net);
@@ -348,7 +358,7 @@ fn a_worker_cut_off_mid_job_is_replaced_and_rejoins_when_its_link_is_back() {
         "ember.worker.timeout=3s",
         "ember.worker.heartbeatInterval=500ms",
     ];
-    let cluster = Cluster::start(&net, dir.path(), 2, &conf);
+    let cluster = Cluster::start(&net, dir.path(), 2, &conf, None);
     let subject = phantom(&dir.path().join("phantom"), MEDIUM);
     let local = dir.path().join("local");
     neuro_local(&subject, &local);
@@ -472,13 +482,33 @@ fn a_worker_cut_off_mid_job_is_replaced_and_rejoins_when_its_link_is_back() {
 fn executors_cut_off_from_their_driver_exit_and_the_driver_finishes_when_its_link_is_back() {
     let net = testnet();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(&net, dir.path(), 1, &[]);
+    // Workers and driver bound to every interface still advertise their
+    // host's address.
+    let cluster = Cluster::start(&net, dir.path(), 1, &[], Some("0.0.0.0"));
+    let master = cluster.json(&net);
+    let mut hosts: Vec<&str> = master["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["host"].as_str().unwrap())
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, [net.addr(2), net.addr(3)], "{master}");
     let subject = phantom(&dir.path().join("phantom"), MEDIUM);
     let local = dir.path().join("local");
     neuro_local(&subject, &local);
     let out = dir.path().join("cluster");
     let mut submit = cluster
-        .submit(&net, &["--conf", "ember.network.timeout=4s"], "neuro")
+        .submit(
+            &net,
+            &[
+                "--conf",
+                "ember.network.timeout=4s",
+                "--conf",
+                "ember.driver.bindAddress=0.0.0.0",
+            ],
+            "neuro",
+        )
         .args(["run", "--out"])
         .arg(&out)
         .arg(&subject)
@@ -488,6 +518,11 @@ fn executors_cut_off_from_their_driver_exit_and_the_driver_finishes_when_its_lin
         .unwrap();
     // Once tasks run on both executors, the driver's host loses its link.
     let app = wait_for_tasks_on_both_executors(&net, &cluster, &mut submit);
+    let driver_ui = app["driver_ui"].as_str().unwrap_or("");
+    assert!(
+        driver_ui.starts_with(&format!("http://{}:", net.addr(DRIVER))),
+        "driver UI advertised as {driver_ui:?}"
+    );
     let app = app["id"].as_str().unwrap().to_string();
     net.cut(DRIVER);
     let cut_at = Instant::now();
