@@ -259,3 +259,49 @@ pub fn app_secret(conf: &EmberConf, master: &crate::MasterUrl) -> Result<Option<
     }
     Secret::from_conf(conf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settled(pairs: &[(&str, &str)]) -> (String, String, String) {
+        let mut conf = EmberConf::new();
+        for (k, v) in pairs {
+            conf.set(k, v.to_string());
+        }
+        settle_driver_addresses(&mut conf).unwrap();
+        let (bind, advertised) = driver_hosts(&conf);
+        let ui = conf.get(crate::ui::app::UI_HOST_KEY).unwrap().to_string();
+        (bind, advertised, ui)
+    }
+
+    #[test]
+    fn told_nothing_the_driver_binds_and_advertises_its_address_toward_the_master() {
+        let master = ("ember.master", "ember://127.0.0.1:7077");
+        let lo = "127.0.0.1".to_string();
+        assert_eq!(settled(&[master]), (lo.clone(), lo.clone(), lo.clone()));
+        assert_eq!(
+            settled(&[("ember.master", "local[2]")]),
+            (lo.clone(), lo.clone(), lo.clone())
+        );
+        // A wildcard binds every interface and advertises the route.
+        let any = "0.0.0.0".to_string();
+        assert_eq!(
+            settled(&[master, (DRIVER_HOST_KEY, "0.0.0.0")]),
+            (any.clone(), lo.clone(), any.clone())
+        );
+        assert_eq!(
+            settled(&[master, (DRIVER_BIND_ADDRESS_KEY, "0.0.0.0")]),
+            (any.clone(), lo.clone(), any)
+        );
+        // What the user says is what is advertised.
+        assert_eq!(
+            settled(&[
+                master,
+                (DRIVER_HOST_KEY, "node-4"),
+                ("ember.ui.host", "127.0.0.1")
+            ]),
+            ("node-4".into(), "node-4".into(), lo)
+        );
+    }
+}

@@ -829,3 +829,49 @@ pub struct ExecutorInfo {
     /// Launch time, ms since the epoch.
     pub since: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_core::codec::send;
+
+    /// Registers a worker of 2 cores as `id` from `host`; returns its
+    /// connection and the master's reply.
+    fn register(master: &Master, id: &str, host: &str) -> (TcpStream, Option<FromMaster>) {
+        let addr = master.url().trim_start_matches("ember://");
+        let mut s = TcpStream::connect(addr).unwrap();
+        let msg = ToMaster::RegisterWorker {
+            id: id.into(),
+            host: host.into(),
+            cores: 2,
+            memory_mib: 1024,
+            webui: String::new(),
+        };
+        send(&mut s, &msg).unwrap();
+        let reply = recv_limited::<FromMaster>(&mut s, "reply", MAX_CONTROL_FRAME_BYTES).unwrap();
+        (s, reply)
+    }
+
+    #[test]
+    fn a_returning_worker_id_replaces_its_registration_and_counts_its_cores_once() {
+        let master = Master::start(MasterOptions {
+            host: "127.0.0.1".into(),
+            port: 0,
+            webui_port: None,
+            conf: EmberConf::new(),
+        })
+        .unwrap();
+        let (_old, first) = register(&master, "w1", "10.77.0.2");
+        assert!(matches!(first, Some(FromMaster::RegisteredWorker { .. })));
+        // Its link came back before the old connection timed out here.
+        let (_new, again) = register(&master, "w1", "10.77.0.2");
+        assert!(matches!(again, Some(FromMaster::RegisteredWorker { .. })));
+        let workers = master.snapshot().workers;
+        assert_eq!(workers.len(), 1);
+        assert_eq!(workers[0].state, WorkerState::Alive);
+        assert_eq!(workers[0].cores, 2);
+        // Another host cannot take the id over.
+        let (_other, refused) = register(&master, "w1", "10.77.0.3");
+        assert!(matches!(refused, Some(FromMaster::Refused(why)) if why.contains("10.77.0.2")));
+    }
+}
