@@ -178,11 +178,6 @@ impl Worker {
         })
     }
 
-    /// The host the master is told this worker is at.
-    pub fn advertised_host(&self) -> String {
-        self.shared.advertised_host()
-    }
-
     /// Whether the worker is registered with a master now.
     pub fn registered(&self) -> bool {
         self.shared
