@@ -159,6 +159,9 @@ fn files_named(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
     found
 }
 
+/// A reduce partition's index, record count and hash of its records.
+type Digest = (usize, u64, u64);
+
 /// Per reduce partition: its index, record count, and a hash of its
 /// records in the order they arrive (map order, then each map task's
 /// order), so a reordering, loss or duplicate changes it. Also returns
@@ -167,9 +170,9 @@ fn files_named(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
 fn shuffle_digest(
     ctx: &Context,
 ) -> (
-    Vec<(usize, u64, u64)>,
+    Vec<Digest>,
     ember_driver::rdd::task::TaskMetrics,
-    Rdd<(usize, u64, u64)>,
+    Rdd<Digest>,
 ) {
     let digested = ctx
         .range(0, 2_000_000, 1, 4)
