@@ -8,6 +8,7 @@ pub mod conf;
 pub mod error;
 pub mod ids;
 pub mod logging;
+pub mod net;
 pub mod partitioner;
 pub mod ship;
 

@@ -10,7 +10,7 @@ use ember_core::{BroadcastId, BuildId, EmberError, ExecutorId, RddId, Result, Sh
 use ember_executor::protocol::{env_vars, DriverMessage, ExecutorMessage};
 use ember_executor::Executor;
 // Standalone mode and authentication (the seam: `Cluster::standalone`).
-use crate::deploy::client::{AppClient, DRIVER_HOST_KEY};
+use crate::deploy::client::{driver_hosts, AppClient};
 use ember_core::auth::{Secret, SECRET_ENV};
 use ember_core::EmberConf;
 use ember_rdd::stage::StageBlob;
@@ -310,6 +310,10 @@ impl Cluster {
                 env_vars::HEARTBEAT_MS,
                 self.settings.heartbeat.as_millis().to_string(),
             )
+            .env(
+                env_vars::TIMEOUT_MS,
+                self.settings.timeout.as_millis().to_string(),
+            )
             .env(env_vars::MEMORY, self.settings.memory.to_string())
             .env(
                 env_vars::STORAGE_FRACTION,
@@ -410,17 +414,14 @@ pub fn start_cluster(
     broadcasts: BroadcastStore,
     master: Option<&str>,
 ) -> Result<Backend> {
-    let host = settings
-        .conf
-        .get(DRIVER_HOST_KEY)
-        .unwrap_or("127.0.0.1")
-        .to_string();
-    let listener = TcpListener::bind((host.as_str(), 0))
-        .map_err(|e| EmberError::Network(format!("bind driver port on {host}: {e}")))?;
-    let address = listener
+    let (bind, advertised) = driver_hosts(&settings.conf);
+    let listener = TcpListener::bind((bind.as_str(), 0))
+        .map_err(|e| EmberError::Network(format!("bind driver port on {bind}: {e}")))?;
+    let port = listener
         .local_addr()
         .map_err(|e| EmberError::Network(e.to_string()))?
-        .to_string();
+        .port();
+    let address = ember_core::net::join(&advertised, port);
     let n = settings.executors;
     let cluster = Arc::new(Cluster {
         relaunches_left: std::sync::atomic::AtomicUsize::new(settings.relaunches),
@@ -450,7 +451,7 @@ pub fn start_cluster(
                 cluster.settings.secret.clone(),
                 &cluster.settings.binary,
                 &address,
-                cluster.settings.heartbeat,
+                (cluster.settings.heartbeat, cluster.settings.timeout),
                 Arc::new(move |id, _why| {
                     if let Some(c) = weak.upgrade() {
                         c.cut(&id);
@@ -582,6 +583,8 @@ fn register(conn: TcpStream, cluster: &Arc<Cluster>) -> Result<Arc<dyn ExecutorE
         .set_nonblocking(false)
         .map_err(|e| EmberError::Network(e.to_string()))?;
     ember_core::auth::accept_tcp(&mut reader, cluster.settings.secret.as_ref())?;
+    // A cut link must fail sends to the executor, not block them.
+    ember_core::net::fail_when_silent(&reader, cluster.settings.timeout);
     let _ = reader.set_nodelay(true);
     let _ = reader.set_read_timeout(Some(REGISTRATION_TIMEOUT));
     let writer = Arc::new(Mutex::new(

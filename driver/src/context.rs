@@ -156,11 +156,17 @@ impl Context {
     pub fn with_conf(conf: EmberConf) -> Result<Context> {
         // First, so that warnings about starting up reach the user too.
         ember_core::logging::init(ember_core::logging::DEFAULT_FILTER);
-        // The UI starts first: a standalone master is told where it is.
+        // Addresses first, so that everything binds and advertises alike.
         let mut conf = conf;
+        crate::deploy::client::settle_driver_addresses(&mut conf)?;
+        // The UI starts next: a standalone master is told where it is.
         let observers = crate::ui::app::AppObservers::start(&conf)?;
         if let Some(url) = observers.ui_url() {
-            conf.set(crate::deploy::client::APP_UI_ADDRESS_KEY, url);
+            let (_, host) = crate::deploy::client::driver_hosts(&conf);
+            conf.set(
+                crate::deploy::client::APP_UI_ADDRESS_KEY,
+                ember_core::net::advertised_url(&url, &host),
+            );
         }
         let master = MasterUrl::parse(conf.get(keys::MASTER).unwrap_or("local[*]"))?;
         let max_failures = conf.get_usize(keys::TASK_MAX_FAILURES, 4)?;
@@ -618,7 +624,9 @@ impl Context {
 
     /// The application UI's address (`http://host:port`), if it runs.
     pub fn ui_url(&self) -> Option<String> {
-        self.inner.shared.observers.ui_url()
+        let (_, host) = crate::deploy::client::driver_hosts(&self.inner.conf);
+        let url = self.inner.shared.observers.ui_url()?;
+        Some(ember_core::net::advertised_url(&url, &host))
     }
 
     /// Live executor processes and their process ids (empty in

@@ -111,7 +111,7 @@ fn chromium_renders_the_application_and_master_uis_during_a_job() {
         .map(|i| {
             Worker::start(WorkerOptions {
                 master: master.url().trim_start_matches("ember://").into(),
-                host: "127.0.0.1".into(),
+                host: Some("127.0.0.1".into()),
                 cores: 1,
                 memory_mib: 1024,
                 work_dir: dir.path().join(format!("worker-{i}")),

@@ -21,6 +21,11 @@ use serde_bytes::ByteBuf;
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a fetch waits for a silent block server unless told
+/// otherwise (Ember's `ember.network.timeout` default).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Serialize, Deserialize)]
 enum Request {
@@ -46,15 +51,23 @@ pub struct Served {
     pub blocks: Arc<BlockManager>,
 }
 
-/// Starts a server for `served` on an ephemeral port of `host` and returns
-/// its address; with a `secret`, every connection must prove it knows it.
-pub fn start(served: Served, host: &str, secret: Option<Secret>) -> Result<String> {
-    let listener = TcpListener::bind((host, 0))
-        .map_err(|e| EmberError::Network(format!("bind block server on {host}: {e}")))?;
-    let addr = listener
+/// Starts a server for `served` on an ephemeral port of `bind` and returns
+/// the address others reach it at, `advertised:port` (`advertised` is
+/// `bind` unless `bind` is a wildcard); with a `secret`, every connection
+/// must prove it knows it.
+pub fn start(
+    served: Served,
+    bind: &str,
+    advertised: &str,
+    secret: Option<Secret>,
+) -> Result<String> {
+    let listener = TcpListener::bind((bind, 0))
+        .map_err(|e| EmberError::Network(format!("bind block server on {bind}: {e}")))?;
+    let port = listener
         .local_addr()
         .map_err(|e| EmberError::Network(e.to_string()))?
-        .to_string();
+        .port();
+    let addr = ember_core::net::join(advertised, port);
     std::thread::Builder::new()
         .name("ember-block-server".into())
         .spawn(move || {
@@ -110,10 +123,16 @@ fn serve(mut conn: TcpStream, served: Served, secret: Option<Secret>) {
 }
 
 /// Fetches segments and blocks over TCP, reusing connections.
-#[derive(Default)]
 pub struct TcpFetcher {
     pool: Mutex<HashMap<String, Vec<TcpStream>>>,
     secret: Option<Secret>,
+    timeout: Duration,
+}
+
+impl Default for TcpFetcher {
+    fn default() -> Self {
+        Self::with_secret(None)
+    }
 }
 
 impl TcpFetcher {
@@ -127,7 +146,17 @@ impl TcpFetcher {
         TcpFetcher {
             pool: Mutex::default(),
             secret,
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Gives up on a block server that does not answer a connection, or
+    /// acknowledge what was sent, within `timeout` (a host whose link was
+    /// cut): the fetch fails and the scheduler recomputes, instead of a
+    /// task waiting for the kernel's retries.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     fn connection(&self, address: &str) -> Result<TcpStream> {
@@ -140,8 +169,9 @@ impl TcpFetcher {
         {
             return Ok(c);
         }
-        let mut c = TcpStream::connect(address)
+        let mut c = ember_core::net::connect(address, self.timeout)
             .map_err(|e| EmberError::Network(format!("connect to {address}: {e}")))?;
+        ember_core::net::fail_when_silent(&c, self.timeout);
         let _ = c.set_nodelay(true);
         connect_tcp(&mut c, self.secret.as_ref())?;
         Ok(c)
@@ -215,7 +245,7 @@ mod tests {
             .files
             .write_map_output(ShuffleId(3), 0, &[w.finish()], 0)
             .unwrap();
-        let addr = start(served, "127.0.0.1", None).unwrap();
+        let addr = start(served, "127.0.0.1", "127.0.0.1", None).unwrap();
         let f = TcpFetcher::new();
         let segs = f.fetch(&addr, ShuffleId(3), &[0], 0).unwrap();
         let recs: Vec<u32> = ember_shuffle::segment_records(&segs[0], "t").unwrap();
@@ -236,7 +266,7 @@ mod tests {
             .write_map_output(ShuffleId(1), 0, &[w.finish()], 0)
             .unwrap();
         let secret = Secret::new("block secret").unwrap();
-        let addr = start(served, "127.0.0.1", Some(secret.clone())).unwrap();
+        let addr = start(served, "127.0.0.1", "127.0.0.1", Some(secret.clone())).unwrap();
         let stranger = TcpFetcher::new();
         assert!(stranger.fetch(&addr, ShuffleId(1), &[0], 0).is_err());
         let wrong = TcpFetcher::with_secret(Some(Secret::new("guess").unwrap()));
@@ -266,7 +296,7 @@ mod tests {
             .blocks
             .put(id, StorageLevel::MemoryOnly, records.clone())
             .unwrap();
-        let addr = start(served, "127.0.0.1", None).unwrap();
+        let addr = start(served, "127.0.0.1", "127.0.0.1", None).unwrap();
         let f = TcpFetcher::new();
         let bytes = f.fetch_block(&addr, id).unwrap().expect("block is cached");
         let back: Vec<String> = ember_storage::block_manager::decode_block(&bytes, "t").unwrap();

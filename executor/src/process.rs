@@ -13,7 +13,6 @@ use ember_rdd::TaskEnv;
 use ember_shuffle::ShuffleFiles;
 use ember_storage::{BlockManager, MemoryBudget};
 use std::collections::HashMap;
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -86,11 +85,17 @@ pub fn run_from_env() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.5);
+    let timeout = std::env::var(env_vars::TIMEOUT_MS)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_TIMEOUT);
     let budget = Arc::new(MemoryBudget::new(
         ember_core::conf::usable_memory(memory),
         fraction,
     ));
-    let result = run(&driver, id, cores, dir.clone(), heartbeat, budget);
+    let link = Link { heartbeat, timeout };
+    let result = run(&driver, id, cores, dir.clone(), link, budget);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -100,29 +105,56 @@ type BroadcastWaiters = HashMap<BroadcastId, Vec<Sender<Result<Vec<u8>>>>>;
 
 /// Heartbeat interval when the driver does not set one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Silence after which the driver counts as gone when it does not say.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How this executor keeps in touch with its driver.
+struct Link {
+    /// Interval of heartbeats to the driver.
+    heartbeat: Duration,
+    /// Silence after which the driver, or a block server, counts as gone.
+    timeout: Duration,
+}
 
 fn run(
     driver: &str,
     id: ExecutorId,
     cores: usize,
     dir: PathBuf,
-    heartbeat: Duration,
+    link: Link,
     budget: Arc<MemoryBudget>,
 ) -> Result<()> {
     let files = ShuffleFiles::new(&dir);
     // Standalone mode: a shared secret, the worker's host, a worker to watch.
     let secret = ember_core::auth::Secret::from_env();
-    let host = std::env::var(env_vars::HOST).unwrap_or_else(|_| "127.0.0.1".into());
     crate::worker_watch::watch_worker_from_env();
+    let mut reader = ember_core::net::connect(driver, link.timeout)
+        .map_err(|e| EmberError::Network(format!("cannot reach the driver at {driver}: {e}")))?;
+    // Heartbeats go out every interval: a driver whose link is cut stops
+    // acknowledging them, and the connection fails after the timeout, so
+    // this executor exits instead of lingering.
+    ember_core::net::fail_when_silent(&reader, link.timeout);
+    let _ = reader.set_nodelay(true);
+    // The block server binds what the worker was told, else the address
+    // this executor reached the driver from, and advertises the latter
+    // when bound to every interface.
+    let toward_driver = reader
+        .local_addr()
+        .map_err(|e| EmberError::Network(format!("local address toward the driver: {e}")))?
+        .ip()
+        .to_string();
+    let bind = std::env::var(env_vars::HOST).unwrap_or_else(|_| toward_driver.clone());
+    let advertised = if ember_core::net::is_wildcard(&bind) {
+        toward_driver
+    } else {
+        bind.clone()
+    };
     let blocks = Arc::new(BlockManager::new(dir.join("blocks"), budget));
     let served = block_server::Served {
         files: files.clone(),
         blocks: blocks.clone(),
     };
-    let block_address = block_server::start(served, &host, secret.clone())?;
-    let mut reader = TcpStream::connect(driver)
-        .map_err(|e| EmberError::Network(format!("connect to driver {driver}: {e}")))?;
-    let _ = reader.set_nodelay(true);
+    let block_address = block_server::start(served, &bind, &advertised, secret.clone())?;
     ember_core::auth::connect_tcp(&mut reader, secret.as_ref())?;
     let writer = Arc::new(Mutex::new(
         reader
@@ -158,7 +190,7 @@ fn run(
             .name("ember-heartbeat".into())
             .spawn(move || {
                 while send_msg(&ExecutorMessage::Heartbeat).is_ok() {
-                    std::thread::sleep(heartbeat);
+                    std::thread::sleep(link.heartbeat);
                 }
             })
             .map_err(|e| EmberError::Other(format!("start heartbeat thread: {e}")))?;
@@ -187,7 +219,9 @@ fn run(
         blocks,
         shuffle_files: files.clone(),
         block_address: Some(block_address),
-        fetcher: Some(Arc::new(TcpFetcher::with_secret(secret))),
+        fetcher: Some(Arc::new(
+            TcpFetcher::with_secret(secret).timeout(link.timeout),
+        )),
     });
     let sink = {
         let send_msg = send_msg.clone();
@@ -197,7 +231,9 @@ fn run(
         })
     };
     let executor = Executor::start(env.clone(), cores, sink);
-    while let Some(msg) = recv::<DriverMessage>(&mut reader, "driver message")? {
+    let lost =
+        |e: EmberError| EmberError::Network(format!("lost the driver at {driver}; exiting: {e}"));
+    while let Some(msg) = recv::<DriverMessage>(&mut reader, "driver message").map_err(lost)? {
         match msg {
             DriverMessage::Stage(blob) => executor.add_stage(&blob),
             DriverMessage::Launch(desc) => executor.launch(desc),

@@ -22,8 +22,13 @@ pub mod env_vars {
     pub const STORAGE_FRACTION: &str = "EMBER__EXECUTOR_STORAGE_FRACTION";
     /// Milliseconds between heartbeats.
     pub const HEARTBEAT_MS: &str = "EMBER__EXECUTOR_HEARTBEAT_MS";
-    /// Host the block server binds and advertises (default 127.0.0.1).
+    /// Host the block server binds: unset, the address this executor
+    /// reached the driver from; a wildcard binds every interface and
+    /// advertises that address.
     pub const HOST: &str = "EMBER__EXECUTOR_HOST";
+    /// Milliseconds after which a silent driver or block server counts as
+    /// gone (the driver's `ember.network.timeout`).
+    pub const TIMEOUT_MS: &str = "EMBER__EXECUTOR_TIMEOUT_MS";
     /// Process id of the worker that launched this executor: the executor
     /// exits when that process is gone (standalone mode).
     pub const WORKER_PID: &str = "EMBER__EXECUTOR_WORKER_PID";

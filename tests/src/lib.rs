@@ -1,1 +1,4 @@
-//! Integration tests live in `tests/tests/`; this library is empty.
+//! Helpers for the integration tests in `tests/tests/` and other crates'
+//! multi-host tests: [`testnet`] makes test hosts on this machine.
+
+pub mod testnet;

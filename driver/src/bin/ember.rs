@@ -62,7 +62,9 @@ enum Command {
     },
     /// Runs a standalone master.
     Master {
-        /// Host to bind.
+        /// Host to bind: this host's address for workers and drivers on
+        /// other machines, or 0.0.0.0 for every interface (the first
+        /// non-loopback address is advertised).
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// Port for workers and drivers (0: any free one).
@@ -82,9 +84,11 @@ enum Command {
     Worker {
         /// The master's URL.
         master: String,
-        /// Host to bind (executors' block servers too).
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
+        /// Host to bind, executors' block servers too (default: the address
+        /// of the interface that routes to the master; 0.0.0.0: every
+        /// interface, advertising that address).
+        #[arg(long)]
+        host: Option<String>,
         /// Cores to offer (default: all).
         #[arg(long)]
         cores: Option<usize>,

@@ -15,6 +15,9 @@ use std::sync::Arc;
 
 /// Largest binary a worker accepts.
 pub const MAX_BINARY_BYTES: u64 = 4 << 30;
+/// How long a worker waits for a driver's file server that does not
+/// answer or acknowledge (a driver whose link is down).
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
@@ -47,14 +50,21 @@ pub struct FileServer {
 }
 
 impl FileServer {
-    /// Hashes `path` and serves it on an ephemeral port of `host`.
-    pub fn start(path: &Path, host: &str, secret: Option<Secret>) -> Result<FileServer> {
+    /// Hashes `path` and serves it on an ephemeral port of `bind`; workers
+    /// are told to fetch it from `advertised` and that port.
+    pub fn start(
+        path: &Path,
+        bind: &str,
+        advertised: &str,
+        secret: Option<Secret>,
+    ) -> Result<FileServer> {
         let (sha256, size) = sha256_file(path)?;
-        let listener = TcpListener::bind((host, 0))
-            .map_err(|e| EmberError::Network(format!("bind file server on {host}: {e}")))?;
-        let addr = listener
+        let listener = TcpListener::bind((bind, 0))
+            .map_err(|e| EmberError::Network(format!("bind file server on {bind}: {e}")))?;
+        let port = listener
             .local_addr()
-            .map_err(|e| EmberError::Network(e.to_string()))?;
+            .map_err(|e| EmberError::Network(e.to_string()))?
+            .port();
         let stopping = Arc::new(AtomicBool::new(false));
         let binary = BinaryRef {
             sha256: sha256.clone(),
@@ -63,7 +73,7 @@ impl FileServer {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            source: addr.to_string(),
+            source: ember_core::net::join(advertised, port),
         };
         let path = path.to_path_buf();
         let stop = stopping.clone();
@@ -142,12 +152,13 @@ pub fn fetch_cached(binary: &BinaryRef, cache: &Path, secret: Option<&Secret>) -
         )));
     }
     std::fs::create_dir_all(cache).map_err(|e| EmberError::io(cache, "create", e))?;
-    let mut conn = TcpStream::connect(&binary.source).map_err(|e| {
+    let mut conn = ember_core::net::connect(&binary.source, FETCH_TIMEOUT).map_err(|e| {
         EmberError::Network(format!(
-            "connect to the driver's file server {}: {e}",
+            "cannot reach the driver's file server at {}: {e}",
             binary.source
         ))
     })?;
+    ember_core::net::fail_when_silent(&conn, FETCH_TIMEOUT);
     connect_tcp(&mut conn, secret)?;
     send(
         &mut conn,
@@ -222,7 +233,8 @@ mod tests {
         let src = dir.path().join("app");
         std::fs::write(&src, vec![42u8; 3 << 20]).unwrap();
         let secret = Secret::new("s").unwrap();
-        let server = FileServer::start(&src, "127.0.0.1", Some(secret.clone())).unwrap();
+        let server =
+            FileServer::start(&src, "127.0.0.1", "127.0.0.1", Some(secret.clone())).unwrap();
         let cache = dir.path().join("cache");
         assert!(fetch_cached(&server.binary, &cache, None).is_err());
         let got = fetch_cached(&server.binary, &cache, Some(&secret)).unwrap();

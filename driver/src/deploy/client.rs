@@ -12,7 +12,6 @@ use ember_core::auth::{connect_tcp, Secret};
 use ember_core::codec::{recv_limited, MAX_CONTROL_FRAME_BYTES};
 use ember_core::conf::keys;
 use ember_core::{EmberConf, EmberError, ExecutorId, Result};
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,10 +22,75 @@ pub const CORES_MAX_KEY: &str = "ember.cores.max";
 /// Cores per executor (default: all free cores of a worker, one executor
 /// per worker, as in Spark's standalone mode).
 pub const EXECUTOR_CORES_KEY: &str = "ember.executor.cores";
-/// Host the driver binds its executor and file ports to (127.0.0.1).
+/// Host the driver advertises to executors and workers (its executor
+/// port, file server and UI), and binds unless
+/// [`DRIVER_BIND_ADDRESS_KEY`] says otherwise. Unset or a wildcard in
+/// standalone mode: the address of the interface that routes to the
+/// master; in the local modes: 127.0.0.1.
 pub const DRIVER_HOST_KEY: &str = "ember.driver.host";
+/// Host the driver binds (default: [`DRIVER_HOST_KEY`]; `0.0.0.0` binds
+/// every interface), as Spark's `spark.driver.bindAddress`.
+pub const DRIVER_BIND_ADDRESS_KEY: &str = "ember.driver.bindAddress";
 /// The driver's web UI, as told to the master (set by the context).
 pub const APP_UI_ADDRESS_KEY: &str = "ember.driver.appUIAddress";
+
+/// Settles where the driver binds and what it advertises, before anything
+/// binds: sets [`DRIVER_BIND_ADDRESS_KEY`] and [`DRIVER_HOST_KEY`] (as
+/// Spark sets `spark.driver.host`), and the UI's host to the bind address
+/// unless `ember.ui.host` is set. Told nothing in standalone mode, the
+/// driver binds and advertises the address of its interface that routes
+/// to the master, never 127.0.0.1 when the master is elsewhere.
+pub fn settle_driver_addresses(conf: &mut EmberConf) -> Result<()> {
+    let master = crate::MasterUrl::parse(conf.get(keys::MASTER).unwrap_or("local[*]"))?;
+    let peer = match &master {
+        crate::MasterUrl::Standalone { address } => Some(address.clone()),
+        _ => None,
+    };
+    let toward_master = || -> Result<String> {
+        match &peer {
+            Some(p) => ember_core::net::route_to(p)
+                .map(|ip| ip.to_string())
+                .map_err(|e| {
+                    EmberError::Network(format!(
+                        "cannot find this host's address toward the master at {p} (set {DRIVER_HOST_KEY}): {e}"
+                    ))
+                }),
+            None => Ok("127.0.0.1".into()),
+        }
+    };
+    let told = conf
+        .get(DRIVER_HOST_KEY)
+        .filter(|h| !ember_core::net::is_wildcard(h))
+        .map(str::to_string);
+    let bind = match (conf.get(DRIVER_BIND_ADDRESS_KEY), conf.get(DRIVER_HOST_KEY)) {
+        (Some(b), _) => b.to_string(),
+        (None, Some(h)) => h.to_string(),
+        (None, None) => toward_master()?,
+    };
+    let advertised = match told {
+        Some(h) => h,
+        None if !ember_core::net::is_wildcard(&bind) => bind.clone(),
+        None => toward_master()?,
+    };
+    if conf.get(crate::ui::app::UI_HOST_KEY).is_none() {
+        conf.set(crate::ui::app::UI_HOST_KEY, bind.clone());
+    }
+    conf.set(DRIVER_BIND_ADDRESS_KEY, bind);
+    conf.set(DRIVER_HOST_KEY, advertised);
+    Ok(())
+}
+
+/// The driver's bind and advertised hosts, as settled by
+/// [`settle_driver_addresses`] (127.0.0.1 for a configuration never
+/// settled).
+pub fn driver_hosts(conf: &EmberConf) -> (String, String) {
+    let advertised = conf.get(DRIVER_HOST_KEY).unwrap_or("127.0.0.1").to_string();
+    let bind = conf
+        .get(DRIVER_BIND_ADDRESS_KEY)
+        .map(str::to_string)
+        .unwrap_or_else(|| advertised.clone());
+    (bind, advertised)
+}
 
 /// Called when the master reports an executor gone: executor, why.
 pub type RemovedCallback = Arc<dyn Fn(ExecutorId, String) + Send + Sync>;
@@ -47,18 +111,20 @@ pub struct AppClient {
 
 impl AppClient {
     /// Registers with the master at `master` (`host:port`): executors of
-    /// `binary` are to register at `driver_address`.
+    /// `binary` are to register at `driver_address`, send heartbeats every
+    /// `link.0` and give up on a driver silent for `link.1`.
     pub fn register(
         master: &str,
         conf: &EmberConf,
         secret: Option<Secret>,
         binary: &Path,
         driver_address: &str,
-        heartbeat: Duration,
+        link: (Duration, Duration),
         on_removed: RemovedCallback,
     ) -> Result<Arc<AppClient>> {
-        let host = conf.get(DRIVER_HOST_KEY).unwrap_or("127.0.0.1").to_string();
-        let files = FileServer::start(binary, &host, secret.clone())?;
+        let (heartbeat, timeout) = link;
+        let (bind, advertised) = driver_hosts(conf);
+        let files = FileServer::start(binary, &bind, &advertised, secret.clone())?;
         let memory = conf.get_bytes(keys::EXECUTOR_MEMORY, 1 << 30)?;
         let desc = AppDescription {
             name: conf.get(keys::APP_NAME).unwrap_or("ember").to_string(),
@@ -71,6 +137,7 @@ impl AppClient {
             driver_address: driver_address.to_string(),
             binary: files.binary.clone(),
             heartbeat_ms: heartbeat.as_millis() as u64,
+            timeout_ms: timeout.as_millis() as u64,
             storage_fraction: conf
                 .get("ember.memory.storageFraction")
                 .and_then(|v| v.parse().ok())
@@ -78,8 +145,11 @@ impl AppClient {
             user: crate::ui::app::user(),
             ui_url: conf.get(APP_UI_ADDRESS_KEY).map(str::to_string),
         };
-        let mut stream = TcpStream::connect(master)
-            .map_err(|e| EmberError::Network(format!("connect to master ember://{master}: {e}")))?;
+        let mut stream = ember_core::net::connect(master, timeout).map_err(|e| {
+            EmberError::Network(format!(
+                "cannot reach the master at {master} from {advertised}: {e}"
+            ))
+        })?;
         let _ = stream.set_nodelay(true);
         connect_tcp(&mut stream, secret.as_ref())?;
         let conn = Conn::new(&stream)?;
@@ -188,4 +258,50 @@ pub fn app_secret(conf: &EmberConf, master: &crate::MasterUrl) -> Result<Option<
         return Ok(Some(Secret::generate()));
     }
     Secret::from_conf(conf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settled(pairs: &[(&str, &str)]) -> (String, String, String) {
+        let mut conf = EmberConf::new();
+        for (k, v) in pairs {
+            conf.set(k, v.to_string());
+        }
+        settle_driver_addresses(&mut conf).unwrap();
+        let (bind, advertised) = driver_hosts(&conf);
+        let ui = conf.get(crate::ui::app::UI_HOST_KEY).unwrap().to_string();
+        (bind, advertised, ui)
+    }
+
+    #[test]
+    fn told_nothing_the_driver_binds_and_advertises_its_address_toward_the_master() {
+        let master = ("ember.master", "ember://127.0.0.1:7077");
+        let lo = "127.0.0.1".to_string();
+        assert_eq!(settled(&[master]), (lo.clone(), lo.clone(), lo.clone()));
+        assert_eq!(
+            settled(&[("ember.master", "local[2]")]),
+            (lo.clone(), lo.clone(), lo.clone())
+        );
+        // A wildcard binds every interface and advertises the route.
+        let any = "0.0.0.0".to_string();
+        assert_eq!(
+            settled(&[master, (DRIVER_HOST_KEY, "0.0.0.0")]),
+            (any.clone(), lo.clone(), any.clone())
+        );
+        assert_eq!(
+            settled(&[master, (DRIVER_BIND_ADDRESS_KEY, "0.0.0.0")]),
+            (any.clone(), lo.clone(), any)
+        );
+        // What the user says is what is advertised.
+        assert_eq!(
+            settled(&[
+                master,
+                (DRIVER_HOST_KEY, "node-4"),
+                ("ember.ui.host", "127.0.0.1")
+            ]),
+            ("node-4".into(), "node-4".into(), lo)
+        );
+    }
 }

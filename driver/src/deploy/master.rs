@@ -32,7 +32,9 @@ pub const MAX_EXECUTOR_RETRIES_KEY: &str = "ember.deploy.maxExecutorRetries";
 /// How to run a master.
 #[derive(Clone, Debug)]
 pub struct MasterOptions {
-    /// Host to bind (127.0.0.1 unless told otherwise).
+    /// Host to bind (127.0.0.1 unless told otherwise; a wildcard binds
+    /// every interface and advertises this machine's first non-loopback
+    /// address).
     pub host: String,
     /// Port for workers and drivers (7077; 0 picks one).
     pub port: u16,
@@ -139,12 +141,14 @@ impl Master {
         let listener = TcpListener::bind((opts.host.as_str(), opts.port)).map_err(|e| {
             EmberError::Network(format!("bind master on {}:{}: {e}", opts.host, opts.port))
         })?;
-        let addr = listener
+        let port = listener
             .local_addr()
-            .map_err(|e| EmberError::Network(e.to_string()))?;
+            .map_err(|e| EmberError::Network(e.to_string()))?
+            .port();
+        let advertised = ember_core::net::advertised_host(&opts.host, None)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
-            url: format!("ember://{addr}"),
+            url: format!("ember://{}", ember_core::net::join(&advertised, port)),
             webui: Mutex::new(String::new()),
             started_ms: now_ms(),
             worker_timeout: opts
@@ -163,7 +167,8 @@ impl Master {
                     false,
                     Arc::new(move |req| super::master_ui::handle(&s.snapshot(), req)),
                 )?;
-                *shared.webui.lock().unwrap_or_else(|p| p.into_inner()) = server.url();
+                *shared.webui.lock().unwrap_or_else(|p| p.into_inner()) =
+                    ember_core::net::advertised_url(&server.url(), &advertised);
                 Some(server)
             }
         };
@@ -191,7 +196,13 @@ impl Master {
 
     /// The web UI's `http://host:port`, if any.
     pub fn webui_url(&self) -> Option<String> {
-        self.ui.as_ref().map(HttpServer::url)
+        self.ui.as_ref().map(|_| {
+            self.shared
+                .webui
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        })
     }
 
     /// What the UI shows.
@@ -224,6 +235,9 @@ impl Shared {
                 memory_mib,
                 webui,
             })) => {
+                // A worker whose link is cut stops acknowledging; its
+                // connection then fails instead of waiting for the kernel.
+                ember_core::net::fail_when_silent(&stream, self.worker_timeout);
                 if let Err(why) = self.add_worker(&id, host, cores, memory_mib, webui, &conn) {
                     let _ = conn.send(&FromMaster::Refused(why));
                     return;
@@ -259,22 +273,30 @@ impl Shared {
         webui: String,
         conn: &Arc<Conn>,
     ) -> std::result::Result<(), String> {
-        let mut st = self.lock();
-        if st
-            .workers
-            .get(id)
-            .is_some_and(|w| w.state == WorkerState::Alive)
-        {
-            return Err(format!("a worker with id {id} is already registered"));
-        }
         if cores == 0 {
             return Err("a worker must offer at least one core".into());
+        }
+        let mut st = self.lock();
+        if let Some(old) = st.workers.get(id).filter(|w| w.state == WorkerState::Alive) {
+            // A worker whose link came back registers again before its old
+            // connection timed out here: the new registration replaces the
+            // old one (whose executors are gone), so no core counts twice.
+            if old.host != host {
+                return Err(format!(
+                    "a worker with id {id} is already registered from {}",
+                    old.host
+                ));
+            }
+            let old_conn = old.conn.clone();
+            drop(st);
+            self.worker_lost(id, &old_conn, "registered again");
+            st = self.lock();
         }
         st.workers.insert(
             id.to_string(),
             WorkerEntry {
                 id: id.to_string(),
-                host,
+                host: host.clone(),
                 cores,
                 memory_mib,
                 cores_used: 0,
@@ -292,7 +314,7 @@ impl Shared {
             master_webui: webui,
         })
         .map_err(|e| e.to_string())?;
-        tracing::info!(worker = id, cores, memory_mib, "worker registered");
+        tracing::info!(worker = id, %host, cores, memory_mib, "worker registered");
         self.schedule(&mut st);
         Ok(())
     }
@@ -458,6 +480,7 @@ impl Shared {
                 binary: app.desc.binary.clone(),
                 driver_address: app.desc.driver_address.clone(),
                 heartbeat_ms: app.desc.heartbeat_ms,
+                timeout_ms: app.desc.timeout_ms,
             };
             if let Err(e) = w.conn.send(&launch) {
                 tracing::warn!(worker = %w.id, %e, "cannot reach worker");
@@ -805,4 +828,50 @@ pub struct ExecutorInfo {
     pub state: String,
     /// Launch time, ms since the epoch.
     pub since: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_core::codec::send;
+
+    /// Registers a worker of 2 cores as `id` from `host`; returns its
+    /// connection and the master's reply.
+    fn register(master: &Master, id: &str, host: &str) -> (TcpStream, Option<FromMaster>) {
+        let addr = master.url().trim_start_matches("ember://");
+        let mut s = TcpStream::connect(addr).unwrap();
+        let msg = ToMaster::RegisterWorker {
+            id: id.into(),
+            host: host.into(),
+            cores: 2,
+            memory_mib: 1024,
+            webui: String::new(),
+        };
+        send(&mut s, &msg).unwrap();
+        let reply = recv_limited::<FromMaster>(&mut s, "reply", MAX_CONTROL_FRAME_BYTES).unwrap();
+        (s, reply)
+    }
+
+    #[test]
+    fn a_returning_worker_id_replaces_its_registration_and_counts_its_cores_once() {
+        let master = Master::start(MasterOptions {
+            host: "127.0.0.1".into(),
+            port: 0,
+            webui_port: None,
+            conf: EmberConf::new(),
+        })
+        .unwrap();
+        let (_old, first) = register(&master, "w1", "10.77.0.2");
+        assert!(matches!(first, Some(FromMaster::RegisteredWorker { .. })));
+        // Its link came back before the old connection timed out here.
+        let (_new, again) = register(&master, "w1", "10.77.0.2");
+        assert!(matches!(again, Some(FromMaster::RegisteredWorker { .. })));
+        let workers = master.snapshot().workers;
+        assert_eq!(workers.len(), 1);
+        assert_eq!(workers[0].state, WorkerState::Alive);
+        assert_eq!(workers[0].cores, 2);
+        // Another host cannot take the id over.
+        let (_other, refused) = register(&master, "w1", "10.77.0.3");
+        assert!(matches!(refused, Some(FromMaster::Refused(why)) if why.contains("10.77.0.2")));
+    }
 }

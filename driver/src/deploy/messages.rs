@@ -36,6 +36,9 @@ pub struct AppDescription {
     pub binary: BinaryRef,
     /// Executor heartbeat interval, milliseconds.
     pub heartbeat_ms: u64,
+    /// Silence after which an executor gives up on the driver,
+    /// milliseconds (`ember.network.timeout`).
+    pub timeout_ms: u64,
     /// Share of executor memory protected for caching.
     pub storage_fraction: f64,
     /// The user who started the driver.
@@ -114,6 +117,9 @@ pub enum FromMaster {
         driver_address: String,
         /// Heartbeat interval, milliseconds.
         heartbeat_ms: u64,
+        /// Silence after which the executor gives up on the driver,
+        /// milliseconds.
+        timeout_ms: u64,
     },
     /// To a worker: stop an executor.
     KillExecutor {

@@ -9,6 +9,7 @@
 
 use super::binary::fetch_cached;
 use super::conn::Conn;
+use super::master::WORKER_TIMEOUT_KEY;
 use super::messages::{BinaryRef, FromMaster, ToMaster};
 use crate::ui::html::{self, esc, link, now_ms, page, table};
 use crate::ui::http::{HttpServer, Request, Response};
@@ -18,7 +19,6 @@ use ember_core::{EmberConf, EmberError, Result};
 use ember_executor::protocol::env_vars;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,14 +28,29 @@ use std::time::Duration;
 /// Interval of worker heartbeats (`ember.worker.heartbeatInterval`,
 /// default 1s).
 pub const HEARTBEAT_KEY: &str = "ember.worker.heartbeatInterval";
+/// Longest wait for the master to answer a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The address of this host's interface toward the master.
+fn route_to_master(master: &str) -> Result<String> {
+    ember_core::net::route_to(master)
+        .map(|ip| ip.to_string())
+        .map_err(|e| {
+            EmberError::Network(format!(
+                "cannot find this host's address toward the master at {master} (give --host): {e}"
+            ))
+        })
+}
 
 /// How to run a worker.
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
     /// The master's `host:port`.
     pub master: String,
-    /// Host executors bind their block servers to (127.0.0.1 by default).
-    pub host: String,
+    /// Host the worker's UI and its executors' block servers bind (`None`:
+    /// the address of the interface that routes to the master; a wildcard
+    /// binds every interface and advertises that address).
+    pub host: Option<String>,
     /// Cores offered.
     pub cores: usize,
     /// Memory offered, MiB.
@@ -60,6 +75,11 @@ struct ExecRun {
 
 struct Shared {
     opts: WorkerOptions,
+    /// What the UI and executors bind.
+    bind: String,
+    /// What the master was last told (the address the worker reached it
+    /// from, unless bound to one address).
+    advertised: Mutex<String>,
     id: String,
     secret: Option<Secret>,
     executors: Mutex<BTreeMap<(String, String), ExecRun>>,
@@ -85,12 +105,21 @@ impl Worker {
         // Executors run inside their own folders: paths must not be relative.
         opts.work_dir = std::fs::canonicalize(&opts.work_dir)
             .map_err(|e| EmberError::io(&opts.work_dir, "resolve work dir", e))?;
+        let bind = match &opts.host {
+            Some(h) => h.clone(),
+            None => route_to_master(&opts.master)?,
+        };
+        let advertised = if ember_core::net::is_wildcard(&bind) {
+            route_to_master(&opts.master)?
+        } else {
+            bind.clone()
+        };
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, Ordering::SeqCst);
         let id = format!(
             "worker-{}-{}-{}{}",
             html::date(now_ms()).replace(['-', ' ', ':'], ""),
-            opts.host,
+            advertised,
             std::process::id(),
             if n == 0 {
                 String::new()
@@ -100,6 +129,8 @@ impl Worker {
         );
         let shared = Arc::new(Shared {
             opts: opts.clone(),
+            bind: bind.clone(),
+            advertised: Mutex::new(advertised.clone()),
             id,
             secret,
             executors: Mutex::new(BTreeMap::new()),
@@ -112,9 +143,9 @@ impl Worker {
             None => None,
             Some(port) => {
                 let s = shared.clone();
-                let server =
-                    HttpServer::start(&opts.host, port, false, Arc::new(move |r| s.handle(r)))?;
-                *shared.webui.lock().unwrap_or_else(|p| p.into_inner()) = server.url();
+                let server = HttpServer::start(&bind, port, false, Arc::new(move |r| s.handle(r)))?;
+                *shared.webui.lock().unwrap_or_else(|p| p.into_inner()) =
+                    ember_core::net::advertised_url(&server.url(), &advertised);
                 Some(server)
             }
         };
@@ -138,7 +169,13 @@ impl Worker {
 
     /// The web UI's `http://host:port`, if any.
     pub fn webui_url(&self) -> Option<String> {
-        self.ui.as_ref().map(HttpServer::url)
+        self.ui.as_ref().map(|_| {
+            self.shared
+                .webui
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        })
     }
 
     /// Whether the worker is registered with a master now.
@@ -168,6 +205,13 @@ impl Drop for Worker {
 }
 
 impl Shared {
+    fn advertised_host(&self) -> String {
+        self.advertised
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
@@ -176,7 +220,10 @@ impl Shared {
         let mut announced = false;
         while !self.stopping() {
             match self.session() {
-                Ok(reason) => tracing::warn!(%reason, "lost the master; reconnecting"),
+                Ok(reason) => {
+                    tracing::warn!(%reason, "lost the master; reconnecting");
+                    announced = false;
+                }
                 Err(e) => {
                     if !announced {
                         tracing::warn!(%e, master = %self.opts.master, "cannot register with the master; retrying");
@@ -193,15 +240,33 @@ impl Shared {
 
     /// One registration with the master, until the connection ends.
     fn session(self: &Arc<Self>) -> Result<String> {
-        let mut stream = TcpStream::connect(&self.opts.master).map_err(|e| {
-            EmberError::Network(format!("connect to master {}: {e}", self.opts.master))
-        })?;
+        let timeout = self
+            .opts
+            .conf
+            .get_duration(WORKER_TIMEOUT_KEY, Duration::from_secs(60))?;
+        let from = self.advertised_host();
+        let mut stream = ember_core::net::connect(&self.opts.master, CONNECT_TIMEOUT.min(timeout))
+            .map_err(|e| {
+                EmberError::Network(format!(
+                    "cannot reach the master at {} from {from}: {e}",
+                    self.opts.master
+                ))
+            })?;
+        // Heartbeats go out every interval: once the master stops
+        // acknowledging them for the worker timeout (a cut link), the
+        // connection fails and the worker registers again.
+        ember_core::net::fail_when_silent(&stream, timeout);
         let _ = stream.set_nodelay(true);
         connect_tcp(&mut stream, self.secret.as_ref())?;
+        if ember_core::net::is_wildcard(&self.bind) {
+            if let Ok(local) = stream.local_addr() {
+                *self.advertised.lock().unwrap_or_else(|p| p.into_inner()) = local.ip().to_string();
+            }
+        }
         let conn = Conn::new(&stream)?;
         conn.send(&ToMaster::RegisterWorker {
             id: self.id.clone(),
-            host: self.opts.host.clone(),
+            host: self.advertised_host(),
             cores: self.opts.cores,
             memory_mib: self.opts.memory_mib,
             webui: self.webui.lock().unwrap_or_else(|p| p.into_inner()).clone(),
@@ -266,6 +331,7 @@ impl Shared {
                     binary,
                     driver_address,
                     heartbeat_ms,
+                    timeout_ms,
                 } => {
                     let launch = Launch {
                         app,
@@ -276,6 +342,7 @@ impl Shared {
                         binary,
                         driver_address,
                         heartbeat_ms,
+                        timeout_ms,
                     };
                     let (s, c) = (self.clone(), conn.clone());
                     let _ = std::thread::Builder::new()
@@ -356,7 +423,8 @@ impl Shared {
             .env(env_vars::CORES, l.cores.to_string())
             .env(env_vars::DIR, dir.join("local"))
             .env(env_vars::HEARTBEAT_MS, l.heartbeat_ms.to_string())
-            .env(env_vars::HOST, &self.opts.host)
+            .env(env_vars::TIMEOUT_MS, l.timeout_ms.to_string())
+            .env(env_vars::HOST, &self.bind)
             .env(env_vars::WORKER_PID, std::process::id().to_string())
             .env(env_vars::MEMORY, (l.memory_mib << 20).to_string())
             .env(env_vars::STORAGE_FRACTION, l.storage_fraction.to_string())
@@ -477,6 +545,7 @@ impl Shared {
         match req.segments().as_slice() {
             ["json"] => Response::json(&serde_json::json!({
                 "id": self.id,
+                "host": self.advertised_host(),
                 "masterurl": format!("ember://{}", self.opts.master),
                 "masterwebuiurl": *self.master_webui.lock().unwrap_or_else(|p| p.into_inner()),
                 "registered": self.master.lock().unwrap_or_else(|p| p.into_inner()).is_some(),
@@ -573,6 +642,7 @@ struct Launch {
     binary: BinaryRef,
     driver_address: String,
     heartbeat_ms: u64,
+    timeout_ms: u64,
 }
 
 #[derive(Serialize)]

@@ -25,14 +25,21 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `exe ARGS` (logging warnings and errors to the test's stderr).
     pub fn spawn(exe: &Path, args: &[&str]) -> Daemon {
-        let mut child = Command::new(exe)
-            .args(args)
+        let mut cmd = Command::new(exe);
+        cmd.args(args);
+        Daemon::start(cmd)
+    }
+
+    /// Starts `cmd` as [`Daemon::spawn`] does (a daemon on a test host
+    /// is `ip netns exec HOST ember ...`).
+    pub fn start(mut cmd: Command) -> Daemon {
+        let mut child = cmd
             .env("EMBER_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
         let out = child.stdout.take().expect("piped stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
