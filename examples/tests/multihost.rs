@@ -11,27 +11,21 @@
 //! beside the examples by `cargo test --workspace`.
 
 use ember_tests::testnet::TestNet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "../../driver/tests/support/daemon.rs"]
 mod daemon;
 use daemon::Daemon;
 
+#[path = "support/jobs.rs"]
+mod jobs;
+use jobs::{assert_same_outputs, check, ember, neuro_local, phantom, SMALL};
+
 const MASTER: usize = 1;
 const WORKERS: [usize; 2] = [2, 3];
 const DRIVER: usize = 4;
-
-fn ember() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_wordcount")).with_file_name("ember");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it with `cargo build -p ember-driver --bin ember` (same profile)",
-        p.display()
-    );
-    p
-}
 
 fn testnet() -> TestNet {
     TestNet::up(4).unwrap_or_else(|e| panic!("{e}"))
@@ -125,16 +119,6 @@ fn get(net: &TestNet, from: usize, base: &str, path: &str) -> Option<String> {
     })
 }
 
-fn check(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// A text of a few thousand lines over a small vocabulary.
 fn write_text(path: &Path) {
     let words = [
@@ -175,42 +159,9 @@ fn wordcount_local(text: &Path) -> String {
     String::from_utf8(check(out, "wordcount in local[2]").stdout).unwrap()
 }
 
-/// The smallest phantom the neuro tests use: one subject.
-const SMALL: [&str; 5] = ["24", "28", "24", "2", "6"];
 /// A phantom whose denoising takes a few seconds even in release builds,
 /// so that a link can be cut while tasks run.
 const MEDIUM: [&str; 5] = ["48", "48", "32", "2", "12"];
-
-/// One subject of `size` (x, y, z, b0 volumes, directions per shell).
-fn phantom(dir: &Path, size: [&str; 5]) -> PathBuf {
-    let [x, y, z, b0, dirs] = size;
-    let out = Command::new(env!("CARGO_BIN_EXE_neuro"))
-        .args(["phantom", "--shape", x, y, z, "--b0", b0, "--dirs", dirs])
-        .args(["--shells", "1000,2000", "--out"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    check(out, "neuro phantom");
-    dir.join("subject-000")
-}
-
-fn neuro_local(subject: &Path, out: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_neuro"))
-        .args(["run", "--master", "local[2]", "--out"])
-        .arg(out)
-        .arg(subject)
-        .output()
-        .unwrap();
-    check(o, "neuro run in local[2]");
-}
-
-fn assert_same_outputs(local: &Path, cluster: &Path) {
-    for f in ["mask.nii.gz", "fa.nii.gz", "md.nii.gz", "fa.png"] {
-        let a = std::fs::read(local.join("subject-000").join(f)).unwrap();
-        let b = std::fs::read(cluster.join("subject-000").join(f)).unwrap();
-        assert!(a == b, "{f} differs between local mode and the cluster");
-    }
-}
 
 /// Only loopback and the test subnet are routed, and nothing tried to
 /// reach anything else.

@@ -8,23 +8,17 @@
 //! tests need it); run `cargo build -p ember-driver --bin ember` first
 //! when testing this package alone.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn ember() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_wordcount")).with_file_name("ember");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it with `cargo build -p ember-driver --bin ember` (same profile)",
-        p.display()
-    );
-    p
-}
 
 #[path = "../../driver/tests/support/daemon.rs"]
 mod daemon;
 use daemon::Daemon;
+
+#[path = "support/jobs.rs"]
+mod jobs;
+use jobs::{assert_same_outputs, check, ember, neuro_local, phantom, SMALL};
 
 /// A master and two workers of `cores` cores each.
 struct Cluster {
@@ -83,16 +77,6 @@ fn get(base: &str, path: &str) -> String {
     body
 }
 
-fn check(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// A text of a few thousand lines over a small vocabulary.
 fn write_text(path: &Path) {
     let words = [
@@ -128,37 +112,6 @@ fn write_text(path: &Path) {
         text.push('\n');
     }
     std::fs::write(path, text).unwrap();
-}
-
-fn phantom(dir: &Path) -> PathBuf {
-    let out = Command::new(env!("CARGO_BIN_EXE_neuro"))
-        .args([
-            "phantom", "--shape", "24", "28", "24", "--b0", "2", "--dirs", "6",
-        ])
-        .args(["--shells", "1000,2000", "--out"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    check(out, "neuro phantom");
-    dir.join("subject-000")
-}
-
-fn neuro_local(subject: &Path, out: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_neuro"))
-        .args(["run", "--master", "local[2]", "--out"])
-        .arg(out)
-        .arg(subject)
-        .output()
-        .unwrap();
-    check(o, "neuro run in local[2]");
-}
-
-fn assert_same_outputs(local: &Path, cluster: &Path) {
-    for f in ["mask.nii.gz", "fa.nii.gz", "md.nii.gz", "fa.png"] {
-        let a = std::fs::read(local.join("subject-000").join(f)).unwrap();
-        let b = std::fs::read(cluster.join("subject-000").join(f)).unwrap();
-        assert!(a == b, "{f} differs between local mode and the cluster");
-    }
 }
 
 #[test]
@@ -236,7 +189,7 @@ fn wordcount_submitted_to_a_standalone_cluster_matches_local_mode() {
 fn neuro_submitted_to_a_standalone_cluster_matches_local_mode() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), 1);
-    let subject = phantom(&dir.path().join("phantom"));
+    let subject = phantom(&dir.path().join("phantom"), SMALL);
     let local = dir.path().join("local");
     neuro_local(&subject, &local);
     let out = dir.path().join("cluster");
@@ -258,7 +211,7 @@ fn neuro_submitted_to_a_standalone_cluster_matches_local_mode() {
 fn killing_a_worker_in_the_middle_of_a_job_still_gives_local_mode_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), 2);
-    let subject = phantom(&dir.path().join("phantom"));
+    let subject = phantom(&dir.path().join("phantom"), SMALL);
     let local = dir.path().join("local");
     neuro_local(&subject, &local);
     let out = dir.path().join("cluster");
